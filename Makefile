@@ -1,0 +1,30 @@
+# `make book`: execute every notebook with the `book` profile, then build the HTML.
+# `make test`: unit tests and every notebook (quick defaults) under nbval.
+# Both create .venv from requirements.txt when it is missing or older than it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= book
+
+.PHONY: book test venv benchmark clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade -q pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $@
+
+book: venv
+	$(PY) book/build.py --profile $(PROFILE)
+
+test: venv
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -q
+
+benchmark: venv
+	$(PY) benchmarks/lif_step.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,163 @@
+"""Build the book: execute every notebook of `_toc.yml` with papermill and a parameter
+profile, then let Jupyter Book 1 publish the executed copies.
+
+    python book/build.py                      # the `book` profile (what `make book` runs)
+    python book/build.py --profile full       # the slides' own scale (for a GPU)
+    python book/build.py --only 01_lif_dynamics --force
+
+Executed notebooks land in ``_build/src/`` beside copies of the book's pages and
+configuration; the HTML in ``_build/html/``. A notebook is executed again only when
+its source, its parameters or lifcore changed (a stamp file beside the executed copy),
+so an interrupted build resumes where it stopped. Nothing under ``notebooks/`` is
+ever written.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build"
+SRC = BUILD / "src"
+PROFILES = ROOT / "book" / "profiles"
+
+
+def toc_files(toc: dict) -> list[str]:
+    """Every `file:` entry of a Jupyter Book 1 table of contents, in reading order."""
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            for key in ("chapters", "sections", "parts"):
+                walk(entry.get(key))
+
+    walk(toc.get("parts"))
+    walk(toc.get("chapters"))
+    return files
+
+
+def load_profile(name: str) -> dict:
+    path = PROFILES / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
+        raise SystemExit(f"--profile {name!r} does not exist; allowed: {', '.join(known)}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def notebook_parameters(profile: dict, stem: str) -> dict:
+    return {**(profile.get("common") or {}), **(profile.get(stem) or {})}
+
+
+def stamp_of(notebook: Path, parameters: dict) -> str:
+    digest = hashlib.sha256(notebook.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    for source in sorted((ROOT / "lifcore").rglob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> float:
+    """papermill into a temporary file, renamed into place only on success; killed after `timeout` s."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial.ipynb")
+    params_file = target.with_suffix(".parameters.yaml")
+    params_file.write_text(yaml.safe_dump(parameters))
+    command = [sys.executable, "-m", "papermill", str(notebook), str(partial), "-f", str(params_file),
+               "--cwd", str(notebook.parent), "--execution-timeout", str(timeout), "--kernel", "python3",
+               "--log-output", "--no-progress-bar"]
+    start = time.perf_counter()
+    # its own process group, so that a hung kernel (papermill can hang on an `interact` cell) dies too
+    process = subprocess.Popen(command, start_new_session=True, env={**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    try:
+        returncode = process.wait(timeout=timeout + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise RuntimeError(f"{notebook.name} did not finish in {timeout + 60} s and was stopped")
+    if returncode != 0:
+        raise RuntimeError(f"{notebook.name} failed (papermill exit {returncode}); "
+                           f"the executed copy with the error is {partial}")
+    partial.replace(target)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="book", help="a file of book/profiles/ (default: book)")
+    parser.add_argument("--only", nargs="*", default=None, help="execute only these notebooks (stems)")
+    parser.add_argument("--force", action="store_true", help="execute even when the stamp is unchanged")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
+    parser.add_argument("--no-html", action="store_true", help="execute the notebooks, skip the HTML")
+    args = parser.parse_args(argv)
+
+    profile = load_profile(args.profile)
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    SRC.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, SRC / name)
+
+    failures, timings = [], {}
+    for entry in toc_files(toc):
+        source = ROOT / entry
+        notebook = source.with_suffix(".ipynb")
+        if notebook.exists():
+            target = SRC / Path(entry).with_suffix(".ipynb")
+            parameters = notebook_parameters(profile, notebook.stem)
+            stamp = stamp_of(notebook, parameters) + args.profile
+            stamp_file = target.with_suffix(".stamp")
+            wanted = args.only is None or notebook.stem in args.only
+            if target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp and not args.force:
+                print(f"[book] {entry}: up to date")
+                continue
+            if not wanted:
+                print(f"[book] {entry}: skipped (--only)")
+                continue
+            print(f"[book] {entry}: executing with profile {args.profile!r} {parameters}", flush=True)
+            try:
+                timings[entry] = execute(notebook, target, parameters, args.timeout)
+                stamp_file.write_text(stamp)
+                print(f"[book] {entry}: {timings[entry]:.0f} s", flush=True)
+            except RuntimeError as err:
+                failures.append(str(err))
+                print(f"[book] {err}", file=sys.stderr, flush=True)
+        else:
+            page = source.with_suffix(".md")
+            if not page.exists():
+                failures.append(f"{entry} is in _toc.yml but neither {entry}.ipynb nor {entry}.md exists")
+                continue
+            (SRC / page.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(page, SRC / page.relative_to(ROOT))
+
+    if timings:
+        print("[book] execution times: " + ", ".join(f"{Path(k).stem} {v:.0f} s" for k, v in timings.items()))
+    if failures:
+        print("[book] not built, these notebooks failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    if args.no_html:
+        return 0
+    jupyter_book = Path(sys.executable).parent / "jupyter-book"
+    result = subprocess.run([str(jupyter_book), "build", str(SRC), "--path-output", str(BUILD / "book"),
+                             "--builder", "html"])
+    if result.returncode != 0:
+        return result.returncode
+    html = BUILD / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.copytree(BUILD / "book" / "_build" / "html", html)
+    print(f"[book] open {html / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

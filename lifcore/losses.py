@@ -1,0 +1,164 @@
+"""Losses on spike trains ``z`` ``[T, B, n]``, each with its exact learning signal ``L = dE/dz``.
+
+Every loss can be evaluated two ways, and the tests check that they agree:
+
+* ``loss(z)``: the value on a whole trajectory, differentiable (BPTT uses this);
+* streamed, as e-prop needs it: ``begin`` once, ``observe(t, z_t)`` for every step
+  (only when ``needs_statistics``: the running sums the signal depends on), then
+  ``learning_signal(t, z_t)`` for every step of a second pass. Memory is independent of T.
+
+``L_j[t]`` is the *partial* derivative of E with respect to ``z_j[t]`` (seed 001,
+slide "Deriving e-prop from BPTT").
+"""
+from __future__ import annotations
+
+import torch
+
+
+class SpikeLoss:
+    """Interface of a loss on spikes (see module docstring)."""
+
+    needs_statistics = False
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def begin(self, T: int, z_shape: tuple[int, int], device=None, dtype=torch.float32) -> None:
+        self.T = T
+
+    def observe(self, t: int, z_t: torch.Tensor) -> None:
+        pass
+
+    def learning_signal(self, t: int, z_t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def value(self) -> torch.Tensor:
+        """The loss value from the statistics collected by `observe`."""
+        raise NotImplementedError
+
+    def learning_signal_of(self, z: torch.Tensor) -> torch.Tensor:
+        """``dE/dz`` for a whole trajectory through the streamed path (for checks and figures)."""
+        self.begin(z.shape[0], tuple(z.shape[1:]), z.device, z.dtype)
+        if self.needs_statistics:
+            for t, z_t in enumerate(z.unbind(0)):
+                self.observe(t, z_t)
+        return torch.stack([self.learning_signal(t, z_t) for t, z_t in enumerate(z.unbind(0))])
+
+
+class RateLoss(SpikeLoss):
+    """Seed 001, slide "RNN Gradients": ``E = strength * mean_b sum_j (r_bj - r0)^2``,
+    ``r_bj = (1/T) sum_t z_bj[t]`` (spikes per step).
+
+    Learning signal: ``L_bj[t] = 2 strength (r_bj - r0) / (T B)``, constant in t.
+    """
+
+    needs_statistics = True
+
+    def __init__(self, r0: float, strength: float = 1.0):
+        if not (0.0 <= r0 <= 1.0):
+            raise ValueError(f"r0={r0!r} must be a rate in [0, 1] spikes per step")
+        self.r0, self.strength = float(r0), float(strength)
+
+    def __call__(self, z):
+        rate = z.mean(0)
+        return self.strength * ((rate - self.r0) ** 2).sum(-1).mean()
+
+    def begin(self, T, z_shape, device=None, dtype=torch.float32):
+        super().begin(T, z_shape, device, dtype)
+        self.count = torch.zeros(z_shape, device=device, dtype=dtype)
+
+    def observe(self, t, z_t):
+        self.count += z_t
+
+    def learning_signal(self, t, z_t):
+        B = z_t.shape[0]
+        return (2.0 * self.strength / (self.T * B)) * (self.count / self.T - self.r0)
+
+    def value(self):
+        return self.strength * ((self.count / self.T - self.r0) ** 2).sum(-1).mean()
+
+
+class RateVarianceLoss(SpikeLoss):
+    """Seed 001, slide "Constraining the global firing rate distribution":
+
+        E = beta * mean_b (sigma_b - sigma_r)^2,   sigma_b = (1/T) sum_t (n_b[t] - mu_b)^2,
+        n_b[t] = (1/N) sum_j z_bj[t] (population rate),  mu_b = (1/T) sum_t n_b[t].
+
+    Exact learning signal (the slide's "± beta (sigma - sigma_r)(r - mu_r)", constants included):
+
+        L_bj[t] = dE/dz_bj[t] = 4 beta / (B T N) * (sigma_b - sigma_r) * (n_b[t] - mu_b)
+
+    (the mu-dependence of sigma drops out because sum_t (n[t] - mu) = 0). The sign of
+    ``n_b[t] - mu_b`` is the "push-pull": above-mean steps are pushed down when sigma is too large.
+    """
+
+    needs_statistics = True
+
+    def __init__(self, sigma_r: float, beta: float = 1.0):
+        if sigma_r < 0:
+            raise ValueError(f"sigma_r={sigma_r!r} must be >= 0 (a variance)")
+        self.sigma_r, self.beta = float(sigma_r), float(beta)
+
+    @staticmethod
+    def population_rate(z):
+        return z.mean(-1)
+
+    def __call__(self, z):
+        n = self.population_rate(z)  # [T, B]
+        sigma = ((n - n.mean(0)) ** 2).mean(0)
+        return self.beta * ((sigma - self.sigma_r) ** 2).mean()
+
+    def begin(self, T, z_shape, device=None, dtype=torch.float32):
+        super().begin(T, z_shape, device, dtype)
+        self.N = z_shape[-1]
+        # Welford's running mean and sum of squared deviations of n_b[t], per batch element.
+        self.mean = torch.zeros(z_shape[0], device=device, dtype=dtype)
+        self.m2 = torch.zeros_like(self.mean)
+
+    def observe(self, t, z_t):
+        n = self.population_rate(z_t)
+        delta = n - self.mean
+        self.mean += delta / (t + 1)
+        self.m2 += delta * (n - self.mean)
+
+    def sigma(self):
+        return self.m2 / self.T
+
+    def learning_signal(self, t, z_t):
+        B = z_t.shape[0]
+        n = self.population_rate(z_t)
+        scale = 4.0 * self.beta / (B * self.T * self.N) * (self.sigma() - self.sigma_r) * (n - self.mean)
+        return scale[:, None].expand_as(z_t)
+
+    def value(self):
+        return self.beta * ((self.sigma() - self.sigma_r) ** 2).mean()
+
+
+class ReadoutLoss(SpikeLoss):
+    """A per-step linear readout ``y[t] = W_out z[t]`` regressed on ``target`` ``[T, B, k]``:
+
+        E = 1/(2B) sum_t sum_b ||y_b[t] - target_b[t]||^2,   L[t] = (y[t] - target[t]) W_out / B.
+
+    Its learning signal is known at step t: e-prop needs a single forward pass.
+    """
+
+    def __init__(self, w_out: torch.Tensor, target: torch.Tensor):
+        if target.dim() != 3 or target.shape[-1] != w_out.shape[0]:
+            raise ValueError(f"target must be [T, B, {w_out.shape[0]}] (w_out is [k, n_rec]); got {tuple(target.shape)}")
+        self.w_out, self.target = w_out, target
+
+    def __call__(self, z):
+        y = z @ self.w_out.t()
+        return 0.5 * ((y - self.target) ** 2).sum() / z.shape[1]
+
+    def begin(self, T, z_shape, device=None, dtype=torch.float32):
+        super().begin(T, z_shape, device, dtype)
+        self.total = torch.zeros((), device=device, dtype=dtype)
+
+    def learning_signal(self, t, z_t):
+        error = z_t @ self.w_out.t() - self.target[t]
+        self.total += 0.5 * (error**2).sum() / z_t.shape[0]
+        return error @ self.w_out / z_t.shape[0]
+
+    def value(self):
+        return self.total
