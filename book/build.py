@@ -30,6 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 SRC = BUILD / "src"
 PROFILES = ROOT / "book" / "profiles"
+VENDOR_CACHE = BUILD / "vendor-cache"
+
+# JavaScript the published pages need, taken from the npm registry at build time (with
+# `npm pack`) so that the book reads offline: Sphinx and myst-nb otherwise load MathJax,
+# RequireJS and the widget manager from CDNs. The files go to an `html_extra_path`
+# folder at the HTML root, not to `_static/` (files there are loaded twice).
+# (npm spec, files or folders inside the package, name at the HTML root)
+VENDORED = [
+    ("mathjax@3.2.2", ["es5/tex-chtml.js", "es5/output/chtml/fonts/woff-v2"], "mathjax"),
+]
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -92,6 +102,48 @@ def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> flo
     return time.perf_counter() - start
 
 
+def vendor(staging: Path) -> dict:
+    """Unpack VENDORED into ``staging/_vendor``; return the Sphinx settings that point at it.
+
+    Without npm (a machine with Python alone) nothing is vendored and the pages load
+    MathJax from its CDN, as Jupyter Book does by default: said, not hidden.
+    """
+    import tarfile
+
+    if shutil.which("npm") is None:
+        print("[book] npm not found: MathJax will be loaded from its CDN (equations need a network to render)")
+        return {}
+    VENDOR_CACHE.mkdir(parents=True, exist_ok=True)
+    target = staging / "_vendor"
+    for spec, members, name in VENDORED:
+        tarballs = sorted(VENDOR_CACHE.glob(spec.replace("@", "-").lstrip("-").replace("/", "-") + ".tgz"))
+        if not tarballs:
+            result = subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(VENDOR_CACHE)],
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"[book] npm pack {spec} failed ({result.stderr.strip()[:200]}); pages will use the CDN")
+                return {}
+            tarballs = [VENDOR_CACHE / result.stdout.strip().splitlines()[-1]]
+        with tarfile.open(tarballs[0]) as archive:
+            for member in archive.getmembers():
+                inside = member.name.removeprefix("package/")
+                if member.isfile() and any(inside == m or inside.startswith(m + "/") for m in members):
+                    destination = target / name / inside
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.extractfile(member) as src, open(destination, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+    # add_js_file prefixes "_static/": "../" climbs back to the HTML root
+    return {"html_extra_path": ["_vendor"], "mathjax_path": "../mathjax/es5/tex-chtml.js"}
+
+
+def stage_config(staging: Path) -> None:
+    """Copy _config.yml and _toc.yml into the staging folder, adding the vendored paths."""
+    shutil.copy2(ROOT / "_toc.yml", staging / "_toc.yml")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config.setdefault("sphinx", {}).setdefault("config", {}).update(vendor(staging))
+    (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="book", help="a file of book/profiles/ (default: book)")
@@ -104,8 +156,7 @@ def main(argv=None) -> int:
     profile = load_profile(args.profile)
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     SRC.mkdir(parents=True, exist_ok=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copy2(ROOT / name, SRC / name)
+    stage_config(SRC)
 
     failures, timings = [], {}
     for entry in toc_files(toc):
