@@ -1,12 +1,19 @@
 """lifcore: LIF networks, gradient estimators, firing-rate constraints and information metrics.
 
 The package behind the lifcore book; it knows nothing of notebooks.
+
+Part I (seed 001): `lif` (network), `surrogate`, `transfer` (f-I curve), `losses`, `grad` (BPTT, e-prop).
+Part II (seed 000): `data` (colour patches), `info` (covariances, MI, KL), `coding` (the encoder),
+`constraints` (rate-constraint methods), `runs` (cached training), `tiles` (receptive fields).
 """
-from . import grad, lif, losses, surrogate, transfer
+from . import coding, constraints, data, grad, info, lif, losses, runs, surrogate, tiles, transfer
+from .coding import EfficientCodingModel
+from .constraints import ConstrainedOptimizer
 from .device import resolve_device
 from .grad import bptt_gradients, eprop_gradients, gradient_alignment
 from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step
 from .losses import RateLoss, RateVarianceLoss, ReadoutLoss
+from .runs import DivergenceError, TrainConfig, train
 from .transfer import lif_rate, simulated_rate, soft_lif_rate, soft_lif_rate_derivative
 
 __all__ = [
@@ -14,6 +21,8 @@ __all__ = [
     "bptt_gradients", "eprop_gradients", "gradient_alignment",
     "RateLoss", "RateVarianceLoss", "ReadoutLoss",
     "lif_rate", "soft_lif_rate", "soft_lif_rate_derivative", "simulated_rate",
-    "resolve_device", "grad", "lif", "losses", "surrogate", "transfer",
+    "EfficientCodingModel", "ConstrainedOptimizer", "TrainConfig", "train", "DivergenceError",
+    "resolve_device", "coding", "constraints", "data", "grad", "info", "lif", "losses", "runs", "surrogate",
+    "tiles", "transfer",
 ]
 __version__ = "0.1.0"

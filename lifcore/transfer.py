@@ -16,9 +16,9 @@ steps after the true crossing, 1.5 steps on average; undoing that delay is the s
 resetting at the crossing to ``v_r = -v_th (alpha^(-3/2) - 1)`` (``discrete=True``, the
 default). Against simulated spike counts the textbook form is off by up to 8% at
 alpha = 0.95, the corrected one by under 2% (tests/test_transfer.py states the bounds).
-``soft_lif_rate`` replaces ``v_inf - v_th`` by a softplus,
-which makes f smooth with a gain f'(I) > 0 everywhere (needed by the coding model of
-seed 000, where G = diag f'(W x + b)).
+``soft_lif_rate`` replaces ``v_inf - v_th`` by a softplus and
+gates the result with a sigmoid, which makes f smooth with a gain f'(I) > 0 everywhere
+(needed by the coding model of seed 000, where G = diag f'(W x + b)).
 """
 from __future__ import annotations
 
@@ -49,37 +49,54 @@ def lif_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, discrete: b
     return torch.where(drive > 0, rate, torch.zeros_like(rate))
 
 
+def _soft_parts(current, alpha, v_th, sharpness):
+    """``d = v_inf - v_th``, ``s(d)`` (softplus, clamped above 0 so that nothing divides by
+    an underflowed zero) and ``sigma(k d / v_th)``."""
+    current = torch.as_tensor(current)
+    drive = current / (1.0 - alpha) - v_th
+    scaled = drive * (sharpness / v_th)
+    tiny = torch.finfo(current.dtype).tiny if current.is_floating_point() else 1e-300
+    soft_drive = (F.softplus(scaled) * (v_th / sharpness)).clamp_min(tiny ** 0.5)
+    return soft_drive, torch.sigmoid(scaled)
+
+
 def soft_lif_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, sharpness: float = 10.0,
                   discrete: bool = True) -> torch.Tensor:
-    """Smooth f-I curve: ``-ln(alpha) / ln(1 + (v_th - v_r) / s(v_inf - v_th))`` with
-    ``s(d) = softplus(k d / v_th) v_th / k`` and k = `sharpness`; tends to `lif_rate` as k grows."""
+    """Smooth f-I curve ``f(I) = h(s(d)) * sigmoid(k d / v_th)``, ``d = v_inf - v_th``, with
+
+        h(s) = -ln(alpha) / ln(1 + (v_th - v_r) / s),    s(d) = softplus(k d / v_th) v_th / k,
+
+    k = `sharpness`. The softplus alone would leave a tail that decays like 1/|d| below
+    rheobase (the LIF onset is logarithmic); the sigmoid makes it decay like exp(k d / v_th).
+    Both factors tend to the hard curve as k grows."""
     alpha = check_alpha(alpha)
     check_v_th(v_th)
     if alpha == 1.0:
         return F.softplus(torch.as_tensor(current) * sharpness / v_th) / sharpness
-    drive = torch.as_tensor(current) / (1.0 - alpha) - v_th
-    soft_drive = F.softplus(drive * (sharpness / v_th)) * (v_th / sharpness)
-    return -math.log(alpha) / torch.log1p(reset_gap(alpha, v_th, discrete) / soft_drive)
+    soft_drive, gate = _soft_parts(current, alpha, v_th, sharpness)
+    return -math.log(alpha) / torch.log1p(reset_gap(alpha, v_th, discrete) / soft_drive) * gate
 
 
 def soft_lif_rate_derivative(current: torch.Tensor, alpha: float, v_th: float = 1.0,
                              sharpness: float = 10.0, discrete: bool = True) -> torch.Tensor:
     """``d soft_lif_rate / dI`` in closed form (the gain ``f'`` of G = diag f'(W x + b)).
 
-    With ``s = s(v_inf - v_th)``, ``g = v_th - v_r``, ``L = ln(1 + g/s)`` and ``c = -ln(alpha)``:
-    ``f' = c / L^2 * g / (s (s + g)) * sigmoid(k (v_inf - v_th) / v_th) / (1 - alpha)``.
+    With ``g = v_th - v_r``, ``L = ln(1 + g/s)``, ``c = -ln(alpha)``, ``sigma = sigmoid(k d / v_th)``
+    (and ``ds/dd = sigma``)::
+
+        f' = [ c g / (L^2 s (s + g)) sigma^2 + (c / L) (k / v_th) sigma (1 - sigma) ] / (1 - alpha)
     """
     alpha = check_alpha(alpha)
     check_v_th(v_th)
-    current = torch.as_tensor(current)
     if alpha == 1.0:
-        return torch.sigmoid(current * sharpness / v_th) / v_th
-    drive = current / (1.0 - alpha) - v_th
-    soft_drive = F.softplus(drive * (sharpness / v_th)) * (v_th / sharpness)
+        return torch.sigmoid(torch.as_tensor(current) * sharpness / v_th) / v_th
+    soft_drive, gate = _soft_parts(current, alpha, v_th, sharpness)
     gap = reset_gap(alpha, v_th, discrete)
     log_term = torch.log1p(gap / soft_drive)
-    d_rate_d_soft = -math.log(alpha) / log_term**2 * gap / (soft_drive * (soft_drive + gap))
-    return d_rate_d_soft * torch.sigmoid(drive * (sharpness / v_th)) / (1.0 - alpha)
+    c = -math.log(alpha)
+    through_drive = c / log_term**2 * gap / (soft_drive * (soft_drive + gap)) * gate**2
+    through_gate = c / log_term * (sharpness / v_th) * gate * (1.0 - gate)
+    return (through_drive + through_gate) / (1.0 - alpha)
 
 
 def simulated_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, steps: int = 2000,

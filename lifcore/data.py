@@ -1,0 +1,131 @@
+"""Natural colour image patches (seed 000, "300x300 color model": D = 10 x 10 x 3 = 300).
+
+Patches are cut from the colour photographs that ship inside scikit-image (no download),
+or from any folder of images. Everything is deterministic for a seed. A patch is
+flattened row-major with the colour last, ``patch[y, x, c] -> vector[(y * size + x) * 3 + c]``.
+
+The Gaussian bound on the patch entropy, ``H_X = 1/2 logdet(2 pi e C_x)`` (nats), is the
+ceiling of the mutual information a code of these patches can carry (DESIGN section 5).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# scikit-image's natural colour photographs (shipped with the package, read offline).
+TRAIN_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle")
+HELD_OUT_IMAGES = ("chelsea",)
+CENTERING = ("none", "patch", "dataset")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def load_image(name: str) -> np.ndarray:
+    """An RGB image as float64 in [0, 1], ``[H, W, 3]``: a scikit-image name or a file path."""
+    import skimage.data
+    import skimage.io
+
+    if name == "motorcycle":
+        image = skimage.data.stereo_motorcycle()[0]
+    elif Path(name).suffix.lower() in IMAGE_SUFFIXES:
+        image = skimage.io.imread(name)
+    elif hasattr(skimage.data, name):
+        image = getattr(skimage.data, name)()
+    else:
+        raise ValueError(f"image {name!r} is neither a scikit-image photograph nor an image file")
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    image = image[..., :3]  # drop alpha
+    scale = 255.0 if image.dtype == np.uint8 else (65535.0 if image.dtype == np.uint16 else 1.0)
+    return image.astype(np.float64) / scale
+
+
+def images_in_folder(folder: str | Path) -> list[str]:
+    paths = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"folder {str(folder)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def sample_patches(images: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` random ``size x size`` RGB patches, flattened to ``[count, size*size*3]``, images drawn uniformly."""
+    which = rng.integers(len(images), size=count)
+    patches = np.empty((count, size * size * 3))
+    for k, i in enumerate(which):
+        image = images[i]
+        y = rng.integers(image.shape[0] - size + 1)
+        x = rng.integers(image.shape[1] - size + 1)
+        patches[k] = image[y:y + size, x:x + size].reshape(-1)
+    return patches
+
+
+@dataclass
+class PatchDataset:
+    """Training and held-out patches, already preprocessed, as float tensors ``[n, D]``.
+
+    Preprocessing: `centering` "dataset" (subtract the training mean of each pixel and
+    colour, the default), "patch" (subtract each patch's own mean) or "none"; then a
+    global scale so that the training patches have unit variance per dimension on
+    average (``scale=True``). No whitening: the code has to find the structure itself.
+    """
+
+    train: torch.Tensor
+    test: torch.Tensor
+    size: int
+    mean: torch.Tensor
+    scale: float
+
+    @property
+    def dim(self) -> int:
+        return self.train.shape[1]
+
+    def covariance(self) -> torch.Tensor:
+        """C_x of the training patches (float64, unbiased)."""
+        x = self.train.double()
+        x = x - x.mean(0)
+        return x.t() @ x / (x.shape[0] - 1)
+
+    def batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        index = torch.randint(self.train.shape[0], (batch_size,), generator=generator, device="cpu")
+        return self.train[index]
+
+
+def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0,
+                    images: list[str] | tuple[str, ...] | str | None = None, held_out: list[str] | None = None,
+                    centering: str = "dataset", scale: bool = True, dtype=torch.float32) -> PatchDataset:
+    """Cut the patch sets. `images` is a list of scikit-image names or files, or a folder
+    (then its last image, in sorted order, is held out unless `held_out` is given)."""
+    if centering not in CENTERING:
+        raise ValueError(f"centering={centering!r} is unknown; allowed: {', '.join(map(repr, CENTERING))}")
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size={size!r} must be a positive integer (patch side in pixels)")
+    if isinstance(images, (str, Path)) and Path(images).is_dir():
+        paths = images_in_folder(images)
+        if held_out is None:
+            if len(paths) < 2:
+                raise ValueError(f"images={str(images)!r}: a folder needs two images or more (one is held out)")
+            paths, held_out = paths[:-1], paths[-1:]
+        images = paths
+    train_names = list(images or TRAIN_IMAGES)
+    test_names = list(held_out if held_out is not None else HELD_OUT_IMAGES)
+    rng = np.random.default_rng(seed)
+    train = sample_patches([load_image(n) for n in train_names], n_train, size, rng)
+    test = sample_patches([load_image(n) for n in test_names], n_test, size, rng)
+    if centering == "patch":
+        train -= train.mean(1, keepdims=True)
+        test -= test.mean(1, keepdims=True)
+    mean = train.mean(0) if centering == "dataset" else np.zeros(train.shape[1])
+    train, test = train - mean, test - mean
+    factor = 1.0 / train.std() if scale else 1.0
+    return PatchDataset(torch.as_tensor(train * factor, dtype=dtype), torch.as_tensor(test * factor, dtype=dtype),
+                        size, torch.as_tensor(mean, dtype=dtype), float(factor))
+
+
+def gaussian_entropy(covariance: torch.Tensor) -> torch.Tensor:
+    """``H = 1/2 logdet(2 pi e C)`` in nats: the entropy of a Gaussian, the maximum for that covariance."""
+    d = covariance.shape[-1]
+    return 0.5 * (d * math.log(2 * math.pi * math.e) + torch.linalg.slogdet(covariance)[1])

@@ -1,0 +1,187 @@
+"""Information metrics of the linear-Gaussian coding model (seed 000; DESIGN section 5).
+
+For a patch x, gain ``g = f'(W x + b)`` and ``A = G W`` (``G = diag g``), the response is,
+to first order, ``r = A x + A n_x + n_r``: a Gaussian channel with
+
+    Sigma_n(x) = s_in^2 G W W^T G + s_out^2 I              noise covariance   (MI_denominator)
+    Sigma_r(x) = G W C_x W^T G + Sigma_n(x)                response covariance (MI_numerator)
+    WCxW       = W C_x W^T                                  (the slides' third matrix)
+
+    I(X;R) ~= 1/2 E_x[ logdet Sigma_r(x) - logdet Sigma_n(x) ]           (nats)
+
+and, by a separate path through the D x D posterior covariance of x given r,
+
+    Sigma_post(x) = (C_x^-1 + A^T Sigma_n^-1 A)^-1
+    KL = E_x E_r KL(p(x|r) || p(x)) = 1/2 E_x[ logdet C_x - logdet Sigma_post(x) ]
+
+(the trace and mean terms of the Gaussian KL cancel, because E_r[mu mu^T] = C_x - Sigma_post).
+The two are equal for this model (Sylvester's determinant identity); `tests/test_info.py`
+checks that to 1e-6. Log-determinants use Cholesky: a matrix that is not positive
+definite raises `NotPositiveDefiniteError`, or gets the explicit `jitter` that is logged.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+log = logging.getLogger(__name__)
+NATS_PER_BIT = math.log(2.0)
+
+
+class NotPositiveDefiniteError(ValueError):
+    """A covariance that should be positive definite is not (Cholesky failed)."""
+
+
+class StreamingCovariance:
+    """Mean and covariance of a stream of batches ``[B, D]``, accumulated in float64.
+
+    Chan et al.'s pairwise merge of (count, mean, M2): stable where the textbook
+    ``E[x x^T] - mu mu^T`` loses digits, and "1 batch of 128" and "1000 batches" are the
+    same code with another count.
+    """
+
+    def __init__(self, dim: int, device=None):
+        self.dim, self.count = dim, 0
+        self.mean = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.m2 = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+
+    def update(self, batch: torch.Tensor) -> "StreamingCovariance":
+        if batch.dim() != 2 or batch.shape[1] != self.dim:
+            raise ValueError(f"batch must be [B, {self.dim}]; got {tuple(batch.shape)}")
+        batch = batch.to(self.mean.device, torch.float64)
+        n_b = batch.shape[0]
+        mean_b = batch.mean(0)
+        centred = batch - mean_b
+        m2_b = centred.t() @ centred
+        total = self.count + n_b
+        delta = mean_b - self.mean
+        self.m2 += m2_b + torch.outer(delta, delta) * (self.count * n_b / total)
+        self.mean += delta * (n_b / total)
+        self.count = total
+        return self
+
+    def covariance(self, unbiased: bool = True) -> torch.Tensor:
+        if self.count < 2:
+            raise ValueError(f"a covariance needs two samples or more; have {self.count}")
+        return self.m2 / (self.count - 1 if unbiased else self.count)
+
+
+def logdet_spd(matrix: torch.Tensor, jitter: float | None = None, name: str = "matrix") -> torch.Tensor:
+    """``logdet`` of (a batch of) symmetric positive-definite matrices by Cholesky.
+
+    Not positive definite: `NotPositiveDefiniteError` naming `name`, or, when `jitter` is
+    given, ``jitter * mean(diag) * I`` is added and a warning says so. The gradient with
+    respect to `matrix` is ``A^-1`` (symmetric; the matrix is taken as symmetric).
+    """
+    chol, info = torch.linalg.cholesky_ex(matrix.detach())
+    if bool((info > 0).any()):
+        if jitter is None:
+            raise NotPositiveDefiniteError(
+                f"{name} is not positive definite (Cholesky failed at {int((info > 0).sum())} of "
+                f"{info.numel()} matrices); pass jitter=... to add a multiple of the identity")
+        eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+        scale = matrix.detach().diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None].abs()
+        log.warning("%s is not positive definite: adding jitter %.1e x mean diagonal", name, jitter)
+        matrix = matrix + jitter * scale * eye
+        chol = torch.linalg.cholesky(matrix.detach())
+    if not matrix.requires_grad:
+        return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return _LogdetFromFactor.apply(matrix, chol)
+
+
+class _LogdetFromFactor(torch.autograd.Function):
+    """``logdet`` from a precomputed Cholesky factor, with the backward ``grad * A^-1``.
+
+    Autograd's own Cholesky backward costs several triangular solves per matrix; the
+    gradient of a log-determinant is simply the inverse, ``cholesky_inverse(L)``.
+    """
+
+    @staticmethod
+    def forward(ctx, matrix, chol):
+        ctx.save_for_backward(chol)
+        return 2.0 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (chol,) = ctx.saved_tensors
+        return grad[..., None, None] * torch.cholesky_inverse(chol), None
+
+
+def wcxw(weights: torch.Tensor, input_covariance: torch.Tensor) -> torch.Tensor:
+    """``W C_x W^T`` ``[N, N]`` (the slides' `WCxW`)."""
+    return weights @ input_covariance @ weights.t()
+
+
+def noise_covariance(weights: torch.Tensor, gain: torch.Tensor, input_noise: float, output_noise: float,
+                     wwt: torch.Tensor | None = None) -> torch.Tensor:
+    """``Sigma_n = s_in^2 G W W^T G + s_out^2 I`` for each row of `gain` ``[B, N]`` -> ``[B, N, N]`` (MI_denominator)."""
+    wwt = weights @ weights.t() if wwt is None else wwt
+    eye = torch.eye(wwt.shape[0], dtype=wwt.dtype, device=wwt.device)
+    return input_noise**2 * gain[:, :, None] * wwt * gain[:, None, :] + output_noise**2 * eye
+
+
+def response_covariance(weights: torch.Tensor, gain: torch.Tensor, input_covariance: torch.Tensor,
+                        input_noise: float, output_noise: float, signal: torch.Tensor | None = None,
+                        noise: torch.Tensor | None = None) -> torch.Tensor:
+    """``Sigma_r = G W C_x W^T G + Sigma_n`` ``[B, N, N]`` (MI_numerator)."""
+    signal = wcxw(weights, input_covariance) if signal is None else signal
+    noise = noise_covariance(weights, gain, input_noise, output_noise) if noise is None else noise
+    return gain[:, :, None] * signal * gain[:, None, :] + noise
+
+
+def mutual_information(response_cov: torch.Tensor, noise_cov: torch.Tensor, jitter: float | None = None) -> torch.Tensor:
+    """``1/2 (logdet Sigma_r - logdet Sigma_n)`` per sample, nats (divide by `NATS_PER_BIT` for bits)."""
+    return 0.5 * (logdet_spd(response_cov, jitter, "MI_numerator (Sigma_r)")
+                  - logdet_spd(noise_cov, jitter, "MI_denominator (Sigma_n)"))
+
+
+def gain_scaled_information(signal: torch.Tensor, wwt: torch.Tensor, gain: torch.Tensor, input_noise: float,
+                            output_noise: float, min_gain: float = 1e-8) -> torch.Tensor:
+    """The same MI as `mutual_information`, per sample, without forming ``[B, N, N]`` products.
+
+    With ``G = diag g`` (g > 0), ``logdet(G K G + s^2 I) = 2 sum log g + logdet(K + s^2 G^-2)``,
+    and the ``2 sum log g`` cancels between numerator and denominator::
+
+        I(x) = 1/2 [ logdet(W C_x W^T + s_in^2 W W^T + D) - logdet(s_in^2 W W^T + D) ],  D = diag(s_out^2 / g^2)
+
+    so every sample costs a shared N x N matrix plus its own diagonal. Gains below
+    `min_gain` (silent neurons) are clamped there: such a neuron carries no information either way.
+    """
+    noise_kernel = input_noise**2 * wwt
+    diag = output_noise**2 / gain.clamp_min(min_gain) ** 2  # [B, N]
+    numerator = (signal + noise_kernel) + torch.diag_embed(diag)
+    denominator = noise_kernel + torch.diag_embed(diag)
+    return 0.5 * (logdet_spd(numerator, name="W (C_x + s_in^2 I) W^T + s_out^2 G^-2")
+                  - logdet_spd(denominator, name="s_in^2 W W^T + s_out^2 G^-2"))
+
+
+def posterior_precision(weights: torch.Tensor, gain: torch.Tensor, input_covariance: torch.Tensor,
+                        noise_cov: torch.Tensor) -> torch.Tensor:
+    """``C_x^-1 + A^T Sigma_n^-1 A`` with ``A = G W``, per sample ``[B, D, D]``."""
+    a = gain[:, :, None] * weights  # [B, N, D]
+    chol = torch.linalg.cholesky(noise_cov)
+    whitened = torch.linalg.solve_triangular(chol, a, upper=False)  # L^-1 A: A^T Sigma_n^-1 A = whitened^T whitened
+    return torch.cholesky_inverse(torch.linalg.cholesky(input_covariance)) + whitened.transpose(-1, -2) @ whitened
+
+
+def posterior_covariance(weights, gain, input_covariance, noise_cov) -> torch.Tensor:
+    """``Sigma_post = (C_x^-1 + A^T Sigma_n^-1 A)^-1`` ``[B, D, D]``: what x still varies by once r is seen."""
+    return torch.linalg.inv(posterior_precision(weights, gain, input_covariance, noise_cov))
+
+
+def posterior_kl(weights: torch.Tensor, gain: torch.Tensor, input_covariance: torch.Tensor,
+                 input_noise: float, output_noise: float) -> torch.Tensor:
+    """``E_r KL(p(x|r) || p(x)) = 1/2 (logdet C_x - logdet Sigma_post)`` per sample, nats.
+
+    Computed from the D x D posterior, not from Sigma_r and Sigma_n (an independent path).
+    """
+    noise_cov = noise_covariance(weights, gain, input_noise, output_noise)
+    precision = posterior_precision(weights, gain, input_covariance, noise_cov)
+    return 0.5 * (logdet_spd(input_covariance, name="C_x") + logdet_spd(precision, name="posterior precision"))
+
+
+def conditional_entropy(input_entropy: torch.Tensor, information: torch.Tensor) -> torch.Tensor:
+    """``H(X|R) = H_X - I(X;R)`` (nats; Gaussian bound)."""
+    return input_entropy - information
