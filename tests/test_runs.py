@@ -6,7 +6,10 @@ import torch
 
 from lifcore.runs import DivergenceError, TrainConfig, train
 
-QUICK = dict(steps=300, n_neurons=48, patch_size=4, batch_size=32, lr=3e-3, n_patches=5000, log_every=50, r0=0.02)
+# quick settings: a 48-neuron model of 4x4 patches, 400 steps, learning rates decayed (cosine) so that the
+# final rate is not a snapshot of the optimiser's jitter
+QUICK = dict(steps=400, n_neurons=48, patch_size=4, batch_size=64, lr=3e-3, n_patches=5000, log_every=50, r0=0.02,
+             lr_schedule="cosine", lr_final_factor=0.01)
 
 
 def train_rate(run):
@@ -15,23 +18,36 @@ def train_rate(run):
 
 
 @pytest.mark.parametrize("method, settings", [
-    ("lagrange", dict(lagrange_lr=50.0)),
-    ("two_losses", dict(gamma=1.0, fr_lr=3e-2)),
+    ("lagrange", dict(lagrange_lr=300.0)),
+    # two_losses settles above r0 by an offset ~ lr / (gamma fr_lr) (see the next test): SGD, as in the
+    # deck's toy, with a strong rate step (gamma fr_lr = 10; 30 diverges) and a slow information step
+    ("two_losses", dict(optimizer="sgd", lr=3e-4, fr_lr=0.1, gamma=100.0)),
     ("penalty", dict(gamma=1e6)),
 ])
 def test_each_method_brings_the_mean_rate_to_r0(method, settings):
-    run = train(TrainConfig(method=method, **QUICK, **settings), cache_dir=None, progress=False)
+    run = train(TrainConfig(method=method, **(QUICK | settings)), cache_dir=None, progress=False)
     rate = train_rate(run)
     _, mi = run.series("terms/MI")
     print(f"\n{method}: mean rate {rate:.4f} (r0 = 0.02), MI {mi[0]:.2f} -> {mi[-1]:.2f} nats")
     assert abs(rate - 0.02) / 0.02 < 0.05
 
 
+def test_two_losses_stationary_point_sits_above_r0_by_an_offset_that_grows_with_lr():
+    """The alternating scheme is not the constrained optimum: at its fixed point the rate step
+    cancels the information step, which needs a rate error ~ lr / (gamma fr_lr) (cf. the toy model)."""
+    settings = dict(QUICK, optimizer="sgd", fr_lr=0.1, gamma=100.0)
+    slow = train_rate(train(TrainConfig(method="two_losses", **(settings | dict(lr=3e-4))), cache_dir=None, progress=False))
+    fast = train_rate(train(TrainConfig(method="two_losses", **(settings | dict(lr=1e-3))), cache_dir=None, progress=False))
+    print(f"\ntwo_losses offset: lr 3e-4 -> {slow / 0.02 - 1:+.1%}, lr 1e-3 -> {fast / 0.02 - 1:+.1%}")
+    assert 0 < slow - 0.02 < fast - 0.02
+    assert fast / 0.02 - 1 > 2 * (slow / 0.02 - 1)
+
+
 def test_bias_threshold_does_not_hold_the_rate():
     """What actually happens (the deck: "doesn't work"): the weights, pushed by the information
     term alone, drive the rates up faster than biases and thresholds can pull them down.
     The thresholds rise, yet the mean rate ends far above r0."""
-    run = train(TrainConfig(method="bias_threshold", fr_lr=3e-3, **QUICK), cache_dir=None, progress=False)
+    run = train(TrainConfig(method="bias_threshold", **(QUICK | dict(fr_lr=3e-3))), cache_dir=None, progress=False)
     rate = train_rate(run)
     print(f"\nbias_threshold: mean rate {rate:.4f} (r0 = 0.02), mean threshold {run.model.v_th.mean().item():.2f}")
     assert rate > 3 * 0.02
@@ -40,8 +56,7 @@ def test_bias_threshold_does_not_hold_the_rate():
 
 def test_mi_rises_and_kl_equals_mi_in_the_history():
     # starting at the target rate, so that the first steps are not spent lowering it
-    run = train(TrainConfig(method="lagrange", lagrange_lr=50.0, initial_rate=0.02, **QUICK), cache_dir=None,
-                progress=False)
+    run = train(TrainConfig(method="lagrange", initial_rate=0.02, **QUICK), cache_dir=None, progress=False)
     _, mi = run.series("terms/MI")
     _, kl = run.series("terms/KL")
     _, hx = run.series("terms/H_X")
