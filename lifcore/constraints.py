@@ -8,8 +8,11 @@ error is ``rbar - r0`` with ``rbar`` the mean over units (``fr_scope="population
 
 Methods (one `step` each):
 
-* ``lagrange``: minimise ``objective + lambda . (rbar - r0)`` over the parameters, then
-  the dual step ``lambda += lagrange_lr * (rbar - r0)`` (gradient ascent on lambda);
+* ``lagrange``: minimise ``objective + lambda . (rbar - r0) + rho/2 |rbar - r0|^2`` over the
+  parameters, then the dual step ``lambda += lagrange_lr * (rbar - r0)`` (gradient ascent on
+  lambda, simultaneous). ``rho = 0`` is the plain Lagrangian; ``rho > 0`` the augmented one
+  (method of multipliers), which converges where the objective curves the wrong way along
+  the constraint, as in the toy problem, where plain descent-ascent circles for ever;
 * ``two_losses`` (the slides' "Gamma" method): one optimiser (lr) steps on the
   objective, then a second (``fr_lr``) on ``gamma * (rbar - r0)^2``, alternately, exactly
   as in the toy model of the deck;
@@ -50,13 +53,16 @@ class ConstrainedOptimizer:
     def __init__(self, method: str, info_params: Iterable[torch.Tensor], rate_params: Iterable[torch.Tensor] | None = None,
                  *, r0: float, lr: float, fr_lr: float | None = None, gamma: float = 1.0,
                  lagrange_lr: float | None = None, fr_scope: str = "population", optimizer: str = "sgd",
-                 n_units: int | None = None, multiplier_shape: tuple = ()):
+                 n_units: int | None = None, multiplier_shape: tuple = (), rho: float = 0.0):
         check_choice("method", method, METHODS)
         check_choice("fr_scope", fr_scope, FR_SCOPES)
         check_choice("optimizer", optimizer, OPTIMIZERS)
         for name, value in (("lr", lr), ("gamma", gamma)):
             if not value > 0:
                 raise ValueError(f"{name}={value!r} must be > 0")
+        if not rho >= 0:
+            raise ValueError(f"rho={rho!r} must be >= 0 (the augmented-Lagrangian weight)")
+        self.rho = float(rho)
         self.method, self.fr_scope, self.r0, self.gamma = method, fr_scope, float(r0), float(gamma)
         self.info_params = list(info_params)
         self.rate_params = list(rate_params) if rate_params is not None else list(self.info_params)
@@ -94,7 +100,7 @@ class ConstrainedOptimizer:
         error = rate_error(rate, self.r0, self.fr_scope)
         record = {"objective": objective.detach(), "rate_error": error.detach()}
         if self.method == "lagrange":
-            loss = objective + (self.lagrange_multiplier * error).sum()
+            loss = objective + (self.lagrange_multiplier * error).sum() + 0.5 * self.rho * (error**2).sum()
             self._descend("main", loss)
             self.lagrange_multiplier += self.lagrange_lr * error.detach()  # dual ascent
         elif self.method == "penalty":

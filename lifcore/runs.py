@@ -58,6 +58,7 @@ class TrainConfig:
     gamma: float = 1.0               # weight of (rbar - r0)^2 (two_losses, bias_threshold, penalty)
     fr_lr: float | None = None       # learning rate of the rate optimiser (two_losses, bias_threshold)
     lagrange_lr: float = 300.0       # dual step of the multiplier (lagrange)
+    lagrange_rho: float = 0.0        # augmented-Lagrangian weight (lagrange; 0 = plain Lagrangian)
     # optimisation
     steps: int = 200
     batch_size: int = 32
@@ -110,6 +111,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a finite number > 0")
+        if not (isinstance(self.lagrange_rho, (int, float)) and self.lagrange_rho >= 0):
+            raise ValueError(f"lagrange_rho={self.lagrange_rho!r} must be a number >= 0")
         if self.fr_lr is not None and not (isinstance(self.fr_lr, (int, float)) and self.fr_lr > 0):
             raise ValueError(f"fr_lr={self.fr_lr!r} must be > 0 (or None: the same as lr)")
         if not (0 < self.r0 < 1):
@@ -201,7 +204,8 @@ def build_optimizer(config: TrainConfig, model: EfficientCodingModel) -> Constra
         info_params, rate_params = [model.weights, model.bias], None
     return ConstrainedOptimizer(config.method, info_params, rate_params, r0=config.r0, lr=config.lr,
                                 fr_lr=config.fr_lr, gamma=config.gamma, lagrange_lr=config.lagrange_lr,
-                                fr_scope=config.fr_scope, optimizer=config.optimizer, n_units=config.n_neurons)
+                                fr_scope=config.fr_scope, optimizer=config.optimizer, n_units=config.n_neurons,
+                                rho=config.lagrange_rho)
 
 
 def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint_every: int = 100,

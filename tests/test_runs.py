@@ -124,7 +124,7 @@ def test_the_cache_key_covers_every_field():
         if isinstance(value, bool):
             return not value
         if isinstance(value, (int, float)):
-            return value * 0.5 if isinstance(value, float) else value + 1
+            return (value * 0.5 or 0.5) if isinstance(value, float) else value + 1
         if isinstance(value, tuple):
             return ("astronaut",)
         return swaps[value]
