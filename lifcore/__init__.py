@@ -4,9 +4,10 @@ The package behind the lifcore book; it knows nothing of notebooks.
 
 Part I (seed 001): `lif` (network), `surrogate`, `transfer` (f-I curve), `losses`, `grad` (BPTT, e-prop).
 Part II (seed 000): `data` (colour patches), `info` (covariances, MI, KL), `coding` (the encoder),
-`constraints` (rate-constraint methods), `runs` (cached training), `tiles` (receptive fields).
+`constraints` (rate-constraint methods), `runs` (cached training), `experiments` (the runs the
+chapters share), `toy` (the two-parameter toy problem), `tiles` (receptive fields).
 """
-from . import coding, constraints, data, grad, info, lif, losses, runs, surrogate, tiles, transfer
+from . import coding, constraints, data, experiments, grad, info, lif, losses, runs, surrogate, tiles, toy, transfer
 from .coding import EfficientCodingModel
 from .constraints import ConstrainedOptimizer
 from .device import resolve_device
@@ -22,7 +23,7 @@ __all__ = [
     "RateLoss", "RateVarianceLoss", "ReadoutLoss",
     "lif_rate", "soft_lif_rate", "soft_lif_rate_derivative", "simulated_rate",
     "EfficientCodingModel", "ConstrainedOptimizer", "TrainConfig", "train", "DivergenceError",
-    "resolve_device", "coding", "constraints", "data", "grad", "info", "lif", "losses", "runs", "surrogate",
-    "tiles", "transfer",
+    "resolve_device", "coding", "constraints", "data", "experiments", "grad", "info", "lif", "losses", "runs", "surrogate",
+    "tiles", "toy", "transfer",
 ]
 __version__ = "0.1.0"

@@ -109,6 +109,26 @@ class EfficientCodingModel(nn.Module):
             out |= {"MI_numerator": response_cov.mean(0), "MI_denominator": noise_cov.mean(0), "WCxW": signal.detach()}
         return out
 
+    @torch.no_grad()
+    def average_covariances(self, batches, input_covariance: torch.Tensor, with_gain: bool = True) -> dict:
+        """``MI_numerator`` and ``MI_denominator`` averaged over every patch of `batches`
+        (an iterable of ``[B, D]``), and ``WCxW``; float64. ``with_gain=False`` drops G:
+        ``W C_x W^T + s_in^2 W W^T + s_out^2 I`` and ``s_in^2 W W^T + s_out^2 I``."""
+        weights = self.weights.double()
+        signal = info.wcxw(weights, input_covariance.double())
+        wwt = weights @ weights.t()
+        numerator = torch.zeros_like(signal)
+        denominator = torch.zeros_like(signal)
+        count = 0
+        for x in batches:
+            gain = self.gain(x.to(self.weights)).double() if with_gain else torch.ones(
+                x.shape[0], weights.shape[0], dtype=torch.float64, device=weights.device)
+            noise = info.noise_covariance(weights, gain, self.input_noise, self.output_noise, wwt=wwt)
+            numerator += (gain[:, :, None] * signal * gain[:, None, :] + noise).sum(0)
+            denominator += noise.sum(0)
+            count += x.shape[0]
+        return {"MI_numerator": numerator / count, "MI_denominator": denominator / count, "WCxW": signal}
+
     def kl(self, x: torch.Tensor, input_covariance: torch.Tensor) -> torch.Tensor:
         """Per-sample ``E_r KL(p(x|r) || p(x))`` (nats) through the posterior covariance."""
         # float64 always: C_x^-1 (condition number ~1e6 for natural patches) is too much for float32

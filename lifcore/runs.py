@@ -40,6 +40,9 @@ from .device import resolve_device
 from .info import NotPositiveDefiniteError, StreamingCovariance
 
 LR_SCHEDULES = ("constant", "exponential", "cosine")
+_TRAINING_MODULES = ("coding", "constraints", "data", "device", "info", "lif", "runs", "surrogate", "transfer")
+_TRAINING_CODE_DIGEST = hashlib.sha256(b"".join(
+    (Path(__file__).parent / f"{name}.py").read_bytes() for name in _TRAINING_MODULES)).digest()
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -130,9 +133,14 @@ class TrainConfig:
         return 3 * self.patch_size**2
 
     def key(self) -> str:
-        """A hash of every field: the run's name in the cache."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A hash of every field and of the code that trains: the run's name in the cache.
+
+        The source of the modules a run depends on is part of the key, so that a change of
+        the training code never loads a result computed by the old one.
+        """
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
+        digest.update(_TRAINING_CODE_DIGEST)
+        return digest.hexdigest()[:16]
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -269,10 +277,11 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
             log("rate/error", done, (rate_error(rates, config.r0, config.fr_scope)).abs().mean().item())
             log("lagrange_multiplier", done, constrained.lagrange_multiplier.mean().item())
             log("lr", done, learning_rate(config, min(done, config.steps - 1), config.lr))
-            for key in ("objective_after_info_step", "objective_after_rate_step"):
-                if record is not None and key in record:  # on the step's batch, with "objective" before the step
-                    log("terms/MI_before_step", done, -record["objective"].item())
-                    log(f"terms/MI_{key.removeprefix('objective_')}", done, -record[key].item())
+            if record is not None and "objective_after_info_step" in record:  # on the step's own batch
+                log("terms/MI_before_step", done, -record["objective"].item())
+                for key in ("objective_after_info_step", "objective_after_rate_step"):
+                    if key in record:
+                        log(f"terms/MI_{key.removeprefix('objective_')}", done, -record[key].item())
             if done % config.histogram_every == 0 or done == config.steps:
                 log("histogram/r", done, rates.cpu())
         if (config.matrices_every and done % config.matrices_every == 0) or done == config.steps:

@@ -84,3 +84,16 @@ def test_tiles_put_each_filter_in_its_place_with_its_sign():
     assert image[4, 4, 2] == 0.0 and image[3, 3, 2] == 0.5          # row 1, column 1: filter 4
     with pytest.raises(ValueError, match="weights must be"):
         tile_image(torch.zeros(3, 10), patch_size=2)
+
+
+def test_average_covariances_equal_the_mean_of_per_sample_matrices(patches):
+    model = EfficientCodingModel(dim=48, n_neurons=12, dtype=torch.float64)
+    x, cx = patches.train[:40].double(), patches.covariance()
+    averaged = model.average_covariances([x[:15], x[15:]], cx)
+    gain = model.gain(x).detach()
+    direct = info.response_covariance(model.weights.detach(), gain, cx, 0.4, 0.02).mean(0)
+    torch.testing.assert_close(averaged["MI_numerator"], direct, rtol=1e-12, atol=1e-15)
+    flat = model.average_covariances([x], cx, with_gain=False)
+    w = model.weights.detach()
+    expected = w @ cx @ w.t() + 0.16 * w @ w.t() + 0.0004 * torch.eye(12, dtype=torch.float64)
+    torch.testing.assert_close(flat["MI_numerator"], expected, rtol=1e-12, atol=1e-15)

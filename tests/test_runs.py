@@ -143,3 +143,12 @@ def test_the_cache_key_covers_every_field():
 def test_bad_config_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_two_losses_records_the_objective_around_each_rate_step():
+    run = train(TrainConfig(method="two_losses", record_after_rate_step=True, **SMALL), cache_dir=None, progress=False)
+    steps, before = run.series("terms/MI_before_step")
+    steps_info, after_info = run.series("terms/MI_after_info_step")
+    steps_rate, after_rate = run.series("terms/MI_after_rate_step")
+    assert steps == steps_info == steps_rate and len(steps) == len(run.series("terms/MI")[0]) - 1
+    assert all(a != b for a, b in zip(after_info, after_rate))

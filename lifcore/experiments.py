@@ -1,0 +1,58 @@
+"""The training runs that the Part II chapters share (seed 000, "This week" 1-3).
+
+Every chapter builds the same base config from its `part2` parameter (a dict of
+`TrainConfig` fields; missing fields take the quick settings below) and asks for the
+runs it needs; the run cache of `lifcore.runs` trains each of them once per book.
+
+* ``lagrange``: the Lagrange model;
+* ``two_losses xF``: Two_losses with the rate learning rate ``fr_lr = F * lr``, F in
+  `FR_LR_FACTORS` (the deck's 1x, 0.1x, 0.01x, and 10x, 100x);
+* the same with ``fr_scope="neuron"`` (one constraint per neuron), to test whether the
+  population-mean constraint is what leaves each neuron's rate free.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runs import DivergenceError, Run, TrainConfig, train
+
+# Seconds on a laptop CPU: what the notebooks' parameter cells (and the tests) run.
+QUICK = dict(patch_size=4, n_neurons=48, steps=200, batch_size=32, lr=3e-3, n_patches=5000, log_every=20,
+             histogram_every=50, matrices_every=50, eval_size=128, cov_batches=20)
+FR_LR_FACTORS = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+def base_config(**part2) -> TrainConfig:
+    """The shared config: `QUICK`, overridden by `part2`; every step records the objective
+    after the information step and after the rate step (for the KL-around-each-step chapter)."""
+    return TrainConfig(**(QUICK | {"record_after_rate_step": True} | part2))
+
+
+def run_name(config: TrainConfig, base: TrainConfig) -> str:
+    name = config.method if config.method != "two_losses" else f"two_losses x{(config.fr_lr or config.lr) / base.lr:g}"
+    return name + (" (per neuron)" if config.fr_scope == "neuron" else "")
+
+
+def configs(base: TrainConfig, factors=FR_LR_FACTORS, scopes=("population",), lagrange: bool = True) -> dict:
+    """The named configs of the sweep."""
+    out = {}
+    for scope in scopes:
+        scoped = base.replace(fr_scope=scope)
+        if lagrange:
+            out[run_name(scoped.replace(method="lagrange"), base)] = scoped.replace(method="lagrange")
+        for factor in factors:
+            config = scoped.replace(method="two_losses", fr_lr=base.lr * factor)
+            out[run_name(config, base)] = config
+    return out
+
+
+def train_all(named_configs: dict, cache_dir: str | Path = "runs", progress: bool = True) -> dict[str, Run | DivergenceError]:
+    """Train (or load) each run; a run that diverges is returned as its `DivergenceError`,
+    so that a chapter can say so instead of stopping."""
+    runs = {}
+    for name, config in named_configs.items():
+        try:
+            runs[name] = train(config, cache_dir=cache_dir, progress=progress)
+        except DivergenceError as err:
+            runs[name] = err
+    return runs
