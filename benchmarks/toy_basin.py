@@ -11,35 +11,8 @@ import argparse
 import time
 
 import torch
-from torch import nn
 
 from lifcore import toy
-
-
-def deck_loop(iterations: int) -> None:
-    """The slide's code (one start), without the print."""
-    x1 = torch.tensor(2.0, requires_grad=True)
-    x2 = torch.tensor(1.0, requires_grad=True)
-    cov = nn.Parameter(torch.tensor([[1, 0.7], [0.7, 1]]), requires_grad=False)
-    u = torch.tensor([1.0, 1.5], requires_grad=False)
-
-    def forward(x):
-        return torch.exp(-torch.matmul(torch.matmul(x - u, cov), x - u))
-
-    optimizer = torch.optim.SGD([x1, x2], lr=0.01)
-    optimizer2 = torch.optim.SGD([x2], lr=0.2)
-    for _ in range(iterations):
-        x = torch.stack((x1, x2))
-        optimizer.zero_grad()
-        optimizer2.zero_grad()
-        z = -forward(x)
-        z.backward(retain_graph=True)
-        optimizer.step()
-        optimizer.zero_grad()
-        loss_2 = (x2 - torch.tensor(3)) ** 2
-        loss_2.backward()
-        optimizer2.step()
-        optimizer2.zero_grad()
 
 
 def main():
@@ -55,7 +28,7 @@ def main():
     _, hit = toy.two_losses(starts, args.steps, last_only=True, tolerance=1e-3, reference=(point.x1, point.x2))
     ours = time.perf_counter() - start
     start = time.perf_counter()
-    deck_loop(args.deck_steps)
+    toy.deck_loop((2.0, 1.0), args.deck_steps)
     deck_per_iteration = (time.perf_counter() - start) / args.deck_steps
     deck_total = deck_per_iteration * len(starts) * args.steps
     print(f"threads={torch.get_num_threads()} {len(starts)} starts x {args.steps} iterations")

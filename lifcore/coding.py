@@ -113,21 +113,24 @@ class EfficientCodingModel(nn.Module):
     def average_covariances(self, batches, input_covariance: torch.Tensor, with_gain: bool = True) -> dict:
         """``MI_numerator`` and ``MI_denominator`` averaged over every patch of `batches`
         (an iterable of ``[B, D]``), and ``WCxW``; float64. ``with_gain=False`` drops G:
-        ``W C_x W^T + s_in^2 W W^T + s_out^2 I`` and ``s_in^2 W W^T + s_out^2 I``."""
+        ``W C_x W^T + s_in^2 W W^T + s_out^2 I`` and ``s_in^2 W W^T + s_out^2 I``.
+
+        Since ``E_x[G K G] = E_x[g g^T] * K`` (elementwise) for a shared K, only the second
+        moment of the gains is accumulated: one ``[N, B] x [B, N]`` product per batch.
+        """
         weights = self.weights.double()
         signal = info.wcxw(weights, input_covariance.double())
-        wwt = weights @ weights.t()
-        numerator = torch.zeros_like(signal)
-        denominator = torch.zeros_like(signal)
+        noise_kernel = self.input_noise**2 * (weights @ weights.t())
+        gain_moment = torch.zeros_like(signal)
         count = 0
         for x in batches:
-            gain = self.gain(x.to(self.weights)).double() if with_gain else torch.ones(
-                x.shape[0], weights.shape[0], dtype=torch.float64, device=weights.device)
-            noise = info.noise_covariance(weights, gain, self.input_noise, self.output_noise, wwt=wwt)
-            numerator += (gain[:, :, None] * signal * gain[:, None, :] + noise).sum(0)
-            denominator += noise.sum(0)
+            gain = self.gain(x.to(self.weights)).double()
+            gain_moment += gain.t() @ gain
             count += x.shape[0]
-        return {"MI_numerator": numerator / count, "MI_denominator": denominator / count, "WCxW": signal}
+        moment = gain_moment / count if with_gain else torch.ones_like(signal)
+        floor = self.output_noise**2 * torch.eye(signal.shape[0], dtype=signal.dtype, device=signal.device)
+        denominator = moment * noise_kernel + floor
+        return {"MI_numerator": moment * signal + denominator, "MI_denominator": denominator, "WCxW": signal}
 
     def kl(self, x: torch.Tensor, input_covariance: torch.Tensor) -> torch.Tensor:
         """Per-sample ``E_r KL(p(x|r) || p(x))`` (nats) through the posterior covariance."""

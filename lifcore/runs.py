@@ -17,7 +17,9 @@ The history records, under the slides' tag names: ``terms/MI``, ``terms/KL``,
 every `log_every` steps; ``histogram/r`` (per-neuron rates) every `histogram_every`;
 ``W_grad/info``, ``W_grad/rate``, ``MI_numerator``, ``MI_denominator``, ``WCxW``
 every `matrices_every` (and at the last step). A history entry ``(s, value)`` is
-measured after s steps (s = 0: the initial model), on a fixed evaluation batch.
+measured after s steps (s = 0: the initial model), on a fixed evaluation batch. With
+``record_after_rate_step``, ``terms/MI_before_step``, ``terms/MI_after_info_step`` and
+``terms/MI_after_rate_step`` are recorded at every step, on that step's own batch.
 """
 from __future__ import annotations
 
@@ -267,7 +269,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
     # comparable across steps and across methods; the step's own batch drives the updates.
     eval_x = data.train[:config.eval_size].to(device, DTYPES[config.dtype])
 
-    def log_state(done, record=None):
+    def log_state(done):
         with torch.no_grad():
             log("terms/MI", done, model.information(eval_x, cov)["MI"].mean().item())
             log("terms/KL", done, model.kl(eval_x, cov).mean().item())
@@ -277,11 +279,6 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
             log("rate/error", done, (rate_error(rates, config.r0, config.fr_scope)).abs().mean().item())
             log("lagrange_multiplier", done, constrained.lagrange_multiplier.mean().item())
             log("lr", done, learning_rate(config, min(done, config.steps - 1), config.lr))
-            if record is not None and "objective_after_info_step" in record:  # on the step's own batch
-                log("terms/MI_before_step", done, -record["objective"].item())
-                for key in ("objective_after_info_step", "objective_after_rate_step"):
-                    if key in record:
-                        log(f"terms/MI_{key.removeprefix('objective_')}", done, -record[key].item())
             if done % config.histogram_every == 0 or done == config.steps:
                 log("histogram/r", done, rates.cpu())
         if (config.matrices_every and done % config.matrices_every == 0) or done == config.steps:
@@ -314,9 +311,14 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
             raise DivergenceError(f"run {config.key()} diverged at step {step}: objective {record['objective'].item()} "
                                   f"or a parameter is NaN/Inf; {where}. Lower lr (or fr_lr) or check the config.")
         done = step + 1
+        if "objective_after_info_step" in record:  # every step, on the step's own batch (cheap: already computed)
+            log("terms/MI_before_step", done, -record["objective"].item())
+            for key in ("objective_after_info_step", "objective_after_rate_step"):
+                if key in record:
+                    log(f"terms/MI_{key.removeprefix('objective_')}", done, -record[key].item())
         if any(every and done % every == 0 for every in (config.log_every, config.histogram_every,
                                                            config.matrices_every)) or done == config.steps:
-            log_state(done, record)
+            log_state(done)
             bar.set_postfix(MI=f"{history['terms/MI'][-1][1]:.2f}", rate=f"{history['rate/mean'][-1][1]:.4f}")
         if run_dir is not None and (done % checkpoint_every == 0 or done == config.steps):
             save_checkpoint(done)

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 CENTER = (1.0, 1.5)
 COUPLING = 0.7  # the off-diagonal of P (the diagonal is 1)
@@ -164,3 +165,40 @@ def two_losses_stationary_point(lr: float = 0.01, constraint_lr: float = 0.2) ->
     x2 = 0.5 * (low + high)
     x1 = CENTER[0] - COUPLING * (x2 - CENTER[1])
     return StationaryPoint(x1, x2, math.hypot(x1 - CONSTRAINED_OPTIMUM[0], x2 - CONSTRAINED_OPTIMUM[1]))
+
+
+def deck_loop(start=(2.0, 1.0), iterations: int = 1000) -> torch.Tensor:
+    """The code of the slide "Why doesn't this work?", verbatim but for the start, the count,
+    and recording (x1, x2) after each iteration (the slide printed the stack taken before the
+    steps). The oracle of `tests/test_toy.py` and the baseline of `benchmarks/toy_basin.py`;
+    it runs in torch's default dtype (float32, as on the slide). Returns ``[iterations + 1, 2]``.
+    """
+    x1 = torch.tensor(start[0], requires_grad = True)
+    x2 = torch.tensor(start[1], requires_grad = True)
+    cov = nn.Parameter(torch.tensor([[1,0.7], [0.7,1]]), requires_grad = False)
+    u = torch.tensor([1.0,1.5], requires_grad = False)
+
+    def forward(x):
+        return torch.exp(-torch.matmul(torch.matmul(x-u,cov),x-u))
+
+    optimizer = torch.optim.SGD([x1,x2], lr = 0.01)
+    optimizer2 = torch.optim.SGD([x2], lr = 0.2)
+    trajectory = [(x1.item(), x2.item())]
+    for i in range(iterations):
+        x = torch.stack((x1,x2))
+        optimizer.zero_grad()
+        optimizer2.zero_grad()
+        #Let's start first optimization
+        z = -forward(x)
+        z.backward(retain_graph = True)
+        optimizer.step()
+        optimizer.zero_grad()
+
+        #Lets start second optimization
+        loss_2 = (x2 - torch.tensor(3))**2
+        loss_2.backward()
+        optimizer2.step()
+
+        optimizer2.zero_grad()
+        trajectory.append((x1.item(), x2.item()))
+    return torch.tensor(trajectory, dtype=torch.float64)

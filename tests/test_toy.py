@@ -1,40 +1,9 @@
 """The toy Gaussian problem (issue 4): the deck's own loop is the oracle."""
 import pytest
 import torch
-from torch import nn
 
 from lifcore import toy
 from lifcore.constraints import ConstrainedOptimizer
-
-
-def deck_loop(start, iterations):
-    """The code on the slide "Why doesn't this work?", verbatim but for the start, the count,
-    and recording (x1, x2) after each iteration instead of printing the stale stack."""
-    x1 = torch.tensor(start[0], requires_grad = True)
-    x2 = torch.tensor(start[1], requires_grad = True)
-    cov = nn.Parameter(torch.tensor([[1,0.7], [0.7,1]]), requires_grad = False)
-    u = torch.tensor([1.0,1.5], requires_grad = False)
-
-    def forward(x):
-        return torch.exp(-torch.matmul(torch.matmul(x-u,cov),x-u))
-
-    optimizer = torch.optim.SGD([x1,x2], lr = 0.01)
-    optimizer2 = torch.optim.SGD([x2], lr = 0.2)
-    trajectory = [(x1.item(), x2.item())]
-    for i in range(iterations):
-        x = torch.stack((x1,x2))
-        optimizer.zero_grad()
-        optimizer2.zero_grad()
-        z = -forward(x)
-        z.backward(retain_graph = True)
-        optimizer.step()
-        optimizer.zero_grad()
-        loss_2 = (x2 - torch.tensor(3))**2
-        loss_2.backward()
-        optimizer2.step()
-        optimizer2.zero_grad()
-        trajectory.append((x1.item(), x2.item()))
-    return torch.tensor(trajectory, dtype=torch.float64)
 
 
 @pytest.fixture
@@ -50,7 +19,7 @@ STARTS = [(2.0, 1.0), (0.0, 0.0), (-1.0, 4.0), (3.0, 2.5)]
 
 @pytest.mark.parametrize("start", STARTS)
 def test_two_losses_follows_the_decks_loop(start, float64_default):
-    oracle = deck_loop(start, 1500)
+    oracle = toy.deck_loop(start, 1500)
     ours = toy.two_losses(torch.tensor(start), 1500)
     assert ours.shape == (1501, 2)
     assert (ours - oracle).abs().max() < 1e-6
@@ -58,7 +27,7 @@ def test_two_losses_follows_the_decks_loop(start, float64_default):
 
 
 def test_two_losses_follows_the_decks_float32_loop():
-    oracle = deck_loop((2.0, 1.0), 1500)  # float32, as on the slide
+    oracle = toy.deck_loop((2.0, 1.0), 1500)  # float32, as on the slide
     ours = toy.two_losses(torch.tensor([2.0, 1.0]), 1500)
     assert (ours - oracle).abs().max() < 1e-5
 

@@ -1,0 +1,79 @@
+"""Measured, not assumed: wall time and peak memory of a gradient computation.
+
+On the CPU, the computation runs alone in a fresh (spawned) Python process, and its peak
+memory is that process's resident high-water mark during the call (``VmHWM``, reset just
+before it through ``/proc/self/clear_refs``) minus its resident size before, so nothing the
+notebook allocated before can hide it. (A forked child would be
+cheaper but can hang in torch's OpenMP thread pool.) On CUDA it is
+``torch.cuda.max_memory_allocated`` above the memory in use before the call.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import time
+
+import torch
+
+GRADIENT_METHODS = ("eprop", "bptt", "bptt_stop_z")
+
+
+def gradient_call(method: str, net, x, loss) -> None:
+    """One gradient computation of `lifcore.grad`, result discarded."""
+    from .grad import bptt_gradients, eprop_gradients
+
+    if method == "eprop":
+        eprop_gradients(net, x, loss)
+    else:
+        bptt_gradients(net, x, loss, mode="stop_z" if method == "bptt_stop_z" else "full")
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def _child(fn, args, threads, queue):
+    torch.set_num_threads(threads)
+    torch.zeros(1).sum()  # torch's own lazy start-up is not the computation's memory
+    try:  # reset the high-water mark (Linux >= 4.0), so that start-up peaks cannot hide the call's
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        before = _status_kib("VmRSS")
+        fn(*args)
+        peak = (_status_kib("VmHWM") - before) / 1024.0
+    except OSError:  # no /proc: the growth of ru_maxrss (a lower bound)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        fn(*args)
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
+    start = time.perf_counter()  # timed on a second, warm call
+    fn(*args)
+    queue.put((time.perf_counter() - start, peak))
+
+
+def time_and_peak_memory(fn, *args, device: torch.device | str = "cpu") -> tuple[float, float]:
+    """``(seconds, peak MiB)`` of ``fn(*args)``; on the CPU `fn` and `args` must pickle
+    (a module-level function such as `gradient_call`). The peak is that of the first call,
+    the time that of a second, warm one."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        fn(*args)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        start = time.perf_counter()
+        fn(*args)
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - start, (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(fn, args, torch.get_num_threads(), queue))
+    process.start()
+    try:
+        result = queue.get(timeout=3600)
+    finally:
+        process.join()
+    return result
