@@ -49,6 +49,9 @@ def multistep_branching(activity, k_max: int = 20, use_mrestimator: bool = False
         import mrestimator as mre
 
         logging.getLogger("mrestimator").setLevel(logging.ERROR)
+        # its progress bars are empty for a single fit; this changes only tqdm's default
+        # (lifcore's own bars pass `disable` explicitly)
+        mre.disable_progressbar()
         coefficients = mre.coefficients(a, steps=(1, k_max), dt=1, dtunit="step", method="ts", desc="")
         return float(mre.fit(coefficients, fitfunc="exponential", desc="").mre)
     ks = np.arange(1, k_max + 1)
