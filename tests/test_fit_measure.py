@@ -23,13 +23,16 @@ def test_eprop_memory_stays_flat_while_bptt_grows():
     net = lifcore.LIFNetwork(40, 60, w_in_scale=3.0)
     loss = lifcore.RateLoss(0.05)
     peaks = {}
-    for T in (200, 1600):
+    for T in (200, 800):
         x = (torch.rand(T, 16, 40) < 0.1).float()
         for method in ("eprop", "bptt"):
             peaks[method, T] = measure.time_and_peak_memory(measure.gradient_call, method, net, x, loss)[1]
     print(f"\npeak MiB: {peaks}")
-    assert peaks["bptt", 1600] > 4 * max(peaks["bptt", 200], 1.0)
-    assert peaks["eprop", 1600] < peaks["bptt", 1600] / 4
+    # differences between horizons: one-off allocations (autograd engine, thread pools) cancel out
+    bptt_growth = peaks["bptt", 800] - peaks["bptt", 200]
+    eprop_growth = peaks["eprop", 800] - peaks["eprop", 200]
+    assert bptt_growth > 10.0  # the graph of 600 more steps (about 22 MiB here)
+    assert eprop_growth < bptt_growth / 4
 
 
 @pytest.mark.parametrize("method", ["eprop", "bptt"])
