@@ -53,7 +53,7 @@ class ConstrainedOptimizer:
     def __init__(self, method: str, info_params: Iterable[torch.Tensor], rate_params: Iterable[torch.Tensor] | None = None,
                  *, r0: float, lr: float, fr_lr: float | None = None, gamma: float = 1.0,
                  lagrange_lr: float | None = None, fr_scope: str = "population", optimizer: str = "sgd",
-                 n_units: int | None = None, multiplier_shape: tuple = (), rho: float = 0.0):
+                 n_units: int | None = None, rho: float = 0.0):
         check_choice("method", method, METHODS)
         check_choice("fr_scope", fr_scope, FR_SCOPES)
         check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -78,7 +78,7 @@ class ConstrainedOptimizer:
             self.optimizers = {"info": opt(self.info_params, lr=lr), "rate": opt(self.rate_params, lr=self.fr_lr)}
         device = self.info_params[0].device
         dtype = self.info_params[0].dtype
-        shape = multiplier_shape if fr_scope == "population" else multiplier_shape + ((n_units,) if n_units else ())
+        shape = () if fr_scope == "population" else ((n_units,) if n_units else ())
         if fr_scope == "neuron" and method == "lagrange" and not n_units:
             raise ValueError("fr_scope='neuron' with method='lagrange' needs n_units (one multiplier per unit)")
         self.lagrange_multiplier = torch.zeros(shape, device=device, dtype=dtype)

@@ -12,18 +12,17 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .grad import apply_gradients, bptt_gradients, eprop_gradients
+from .grad import GRADIENT_METHODS, apply_gradients, gradients
 from .lif import LIFNetwork
 from .losses import SpikeLoss
 
-FIT_METHODS = ("eprop", "bptt", "bptt_stop_z")
 
 
 def fit(net: LIFNetwork, inputs: torch.Tensor | Callable[[int], torch.Tensor], loss: SpikeLoss, method: str = "eprop",
         steps: int = 100, lr: float = 1e-2, progress: bool = True) -> dict:
     """Train `net` in place. `inputs` is a ``[T, B, n_in]`` tensor or ``step -> tensor``."""
-    if method not in FIT_METHODS:
-        raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, FIT_METHODS))}")
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, GRADIENT_METHODS))}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
@@ -31,10 +30,7 @@ def fit(net: LIFNetwork, inputs: torch.Tensor | Callable[[int], torch.Tensor], l
     for step in tqdm(range(steps), disable=not progress, desc=method):
         x = inputs(step) if callable(inputs) else inputs
         start = time.perf_counter()
-        if method == "eprop":
-            grads, value = eprop_gradients(net, x, loss)
-        else:
-            grads, value = bptt_gradients(net, x, loss, mode="stop_z" if method == "bptt_stop_z" else "full")
+        grads, value = gradients(net, x, loss, method)
         optimizer.zero_grad()
         apply_gradients(net, grads)
         optimizer.step()

@@ -115,6 +115,18 @@ def eprop_gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss):
     return {name: grads[name] for name in named_trainable(net)}, loss.value()
 
 
+GRADIENT_METHODS = ("eprop", "bptt", "bptt_stop_z")
+
+
+def gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, method: str = "eprop"):
+    """``(grads, loss_value)`` by `method`: "eprop", "bptt" (full) or "bptt_stop_z"."""
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, GRADIENT_METHODS))}")
+    if method == "eprop":
+        return eprop_gradients(net, x, loss)
+    return bptt_gradients(net, x, loss, mode="stop_z" if method == "bptt_stop_z" else "full")
+
+
 def gradient_alignment(reference: dict, estimate: dict) -> dict[str, float]:
     """Cosine similarity and relative error ``|g - g_ref| / |g_ref|`` over all parameters together."""
     ref = torch.cat([reference[k].flatten() for k in reference])

@@ -15,17 +15,11 @@ import time
 
 import torch
 
-GRADIENT_METHODS = ("eprop", "bptt", "bptt_stop_z")
-
-
 def gradient_call(method: str, net, x, loss) -> None:
-    """One gradient computation of `lifcore.grad`, result discarded."""
-    from .grad import bptt_gradients, eprop_gradients
+    """One gradient computation of `lifcore.grad.gradients`, result discarded (picklable for a child process)."""
+    from .grad import gradients
 
-    if method == "eprop":
-        eprop_gradients(net, x, loss)
-    else:
-        bptt_gradients(net, x, loss, mode="stop_z" if method == "bptt_stop_z" else "full")
+    gradients(net, x, loss, method)
 
 
 def _status_kib(field: str) -> int:
