@@ -1,7 +1,7 @@
-"""One training step of the efficient-coding model (issue 3): B = 128, N = D = 300.
+"""One training step of the efficient-coding model (issues 3, 10): B = 128, N = D = 300.
 
 Run on demand: ``python benchmarks/coding_step.py [--device auto] [--batch 128]``.
-Compares, in one run, lifcore's step (shared ``W C_x W^T`` and ``W W^T``, a per-sample
+For each encoder (the project's soft-LIF and the deck's softplus), compares, in one run, lifcore's step (shared ``W C_x W^T`` and ``W W^T``, a per-sample
 diagonal, Cholesky log-determinants with an inverse-based backward) with the direct
 formula (per-sample ``Sigma_r``, ``Sigma_n`` as ``[B, N, N]`` products and
 ``torch.logdet`` under autograd), and both with a FLOP floor at the float32 matmul
@@ -16,8 +16,7 @@ import time
 import torch
 
 import lifcore
-from lifcore import info
-from lifcore.coding import EfficientCodingModel
+from lifcore.coding import SoftLIFEncoder, SoftplusEncoder, info
 
 
 def timed(fns: dict, device, repeats: int) -> dict:
@@ -49,24 +48,28 @@ def main():
     a = torch.randn(n, n, dtype=torch.float64)
     cov = (a @ a.t() / n + 1e-3 * torch.eye(n, dtype=torch.float64)).float().to(device)
     x = torch.randn(batch, n, device=device)
-    model = EfficientCodingModel(dim=n, n_neurons=n, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    fns = {}
+    for name, model in (("soft_lif", SoftLIFEncoder(dim=n, n_neurons=n, device=device)),
+                        ("softplus", SoftplusEncoder(dim=n, n_neurons=n, device=device))):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-    def lifcore_step():
-        opt.zero_grad()
-        (-model.information(x, cov)["MI"].mean()).backward()
-        opt.step()
+        def lifcore_step(model=model, opt=opt):
+            opt.zero_grad()
+            (-model.information(x, cov)["MI"].mean()).backward()
+            opt.step()
 
-    def direct_step():
-        opt.zero_grad()
-        gain = model.gain(x)
-        noise = info.noise_covariance(model.weights, gain, model.input_noise, model.output_noise)
-        response = info.response_covariance(model.weights, gain, cov, model.input_noise, model.output_noise)
-        (-0.5 * (torch.logdet(response) - torch.logdet(noise)).mean()).backward()
-        opt.step()
+        def direct_step(model=model, opt=opt):
+            opt.zero_grad()
+            gain = model.gain(x)
+            noise = info.noise_covariance(model.weights, gain, model.input_noise, model.output_noise)
+            response = info.response_covariance(model.weights, gain, cov, model.input_noise, model.output_noise)
+            (-0.5 * (torch.logdet(response) - torch.logdet(noise)).mean()).backward()
+            opt.step()
+
+        fns[f"{name} lifcore"], fns[f"{name} direct"] = lifcore_step, direct_step
 
     m1, m2 = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
-    t = timed({"lifcore": lifcore_step, "direct": direct_step, "matmul": lambda: m1 @ m2}, device, args.repeats)
+    t = timed(fns | {"matmul": lambda: m1 @ m2}, device, args.repeats)
     peak = 2 * 2048**3 / t["matmul"]
     # shared W C_x W^T (4 n^3) and W W^T (2 n^3); per sample two Cholesky (n^3/3 each) forward
     # and two inverses from the factor (about n^3 each) backward
@@ -75,8 +78,11 @@ def main():
     print(f"float32 matmul peak measured here {peak / 1e9:.1f} GFLOP/s; step FLOP estimate {flops / 1e9:.2f} GFLOP, "
           f"floor {flops / peak * 1e3:.1f} ms")
     print(f"{'':32s}{'median ms':>10s}{'vs direct':>10s}{'x floor':>9s}")
-    for name in ("direct", "lifcore"):
-        print(f"{name + ' step':32s}{t[name] * 1e3:10.1f}{t[name] / t['direct']:10.2f}{t[name] / (flops / peak):9.1f}")
+    for encoder in ("soft_lif", "softplus"):
+        for name in ("direct", "lifcore"):
+            key = f"{encoder} {name}"
+            print(f"{key + ' step':32s}{t[key] * 1e3:10.1f}{t[key] / t[encoder + ' direct']:10.2f}"
+                  f"{t[key] / (flops / peak):9.1f}")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("-T", type=int, default=100)
     parser.add_argument("-B", type=int, default=128)
-    parser.add_argument("-n", type=int, default=300, help="n_in = n_rec")
+    parser.add_argument("-n", type=int, default=300, help="n_in = n_neurons")
     args = parser.parse_args()
     device = lifcore.resolve_device(args.device)
     T, B, n = args.T, args.B, args.n
@@ -101,7 +101,7 @@ def main():
 
     def eprop_train():
         grads, _ = lifcore.eprop_gradients(net, x, loss)
-        lifcore.grad.apply_gradients(net, grads)
+        lifcore.snn.grad.apply_gradients(net, grads)
         opt.step()
 
     with torch.no_grad():
@@ -112,7 +112,7 @@ def main():
     peak = matmul_peak(device)
     # matmul FLOPs of a train step: forward (input + recurrent) and twice that backward
     flops = 3 * 2 * T * B * (n + n) * n
-    print(f"device={device} threads={torch.get_num_threads()} T={T} B={B} n_in=n_rec={n}")
+    print(f"device={device} threads={torch.get_num_threads()} T={T} B={B} n_in=n_neurons={n}")
     print(f"float32 matmul peak measured here: {peak / 1e9:.1f} GFLOP/s; train-step FLOP floor {flops / peak * 1e3:.1f} ms")
     print(f"{'':24s}{'median ms':>10s}{'vs plain':>10s}{'% peak':>8s}")
     print(f"{'forward, plain loop':24s}{t_fwd_plain * 1e3:10.1f}{1.0:10.2f}")

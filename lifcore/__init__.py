@@ -2,28 +2,52 @@
 
 The package behind the lifcore book; it knows nothing of notebooks.
 
-Part I (seed 001): `lif` (network), `surrogate`, `transfer` (f-I curve), `losses`, `grad` (BPTT, e-prop).
-Part II (seed 000): `data` (colour patches), `info` (covariances, MI, KL), `coding` (the encoder),
-`constraints` (rate-constraint methods), `runs` (cached training), `experiments` (the runs the
-chapters share), `toy` (the two-parameter toy problem), `tiles` (receptive fields).
+Layout
+------
+``snn/``          Part I (seed 001): surrogate, lif, transfer, losses, grad, fit, measure, branching
+``coding/``       Part II (seed 000): data, info, encoder (the interface), soft_lif, softplus, kernels
+``constraints/``  rate-constraint methods behind one driver: lagrange, two_losses, gamma (homeostatic),
+                  alternating, penalty
+``train/``        config, build, schedule, loop, record, store (the run cache)
+``toy``           the two-parameter toy problem; ``tiles`` receptive fields as colour tiles
+
+Glossary: one name per concept
+------------------------------
+``n_neurons``      neurons of a LIF network or of an encoder (Bellec's ``n_rec``; the deck's J)
+``rate_weight``    weight of a rate loss: seed 001's alpha (rate) and beta (rate variance), the
+                   weight of ``sum h^2`` in the constraint methods (1 in the deck's Two_losses)
+``r0``             target rate (spikes per step for LIF neurons; 1 in the deck's rate units)
+``h``              rate error ``r_j - r0`` (``fr_scope="neuron"``) or ``mean r - r0`` (``"population"``)
+``lr``             learning rate of the information (objective) step
+``fr_lr``          learning rate of a separate rate step (the deck's ``FR_learning_rate``)
+``multiplier_lr``  the project's own dual step of the Lagrange multipliers (the deck: none, the
+                   multipliers share the optimiser and ``lr``)
+``rho``            augmented-Lagrangian weight (the deck's rho = 1)
+``lagrange_multiplier``  the deck's ``Lambda``
+``method``         a constraint method (``lagrange``, ``two_losses``, ``gamma``, ``alternating``,
+                   ``penalty``) or, in ``snn``, a gradient estimator (``eprop``, ``bptt``)
+``mode``           what BPTT detaches: ``full``, ``detach_reset``, ``stop_z``
+``gamma``          the deck's homeostatic-gain method; in ``snn.surrogate`` Bellec's dampening
+                   factor of the pseudo-derivative, the only other use of the word
+``I``, ``MI``      the mutual information I(X;R), nats unless a name says bits
+``terms/KL``, ``terms/MI``, ``terms/H_X``  the deck's logged quantities: ``2 I`` in bits,
+                   ``H_X + I`` in bits, the patch entropy in bits (``lifcore.train.record``)
+``beta``           the deck's weight of its "KL" in the loss (-1/2: the loss is ``-I`` in bits)
 """
-from . import coding, constraints, data, experiments, grad, info, lif, losses, runs, surrogate, tiles, toy, transfer
-from .coding import EfficientCodingModel
-from .constraints import ConstrainedOptimizer
+from . import coding, constraints, snn, tiles, toy, train
+from .coding import SoftLIFEncoder, SoftplusEncoder
 from .device import resolve_device
-from .grad import bptt_gradients, eprop_gradients, gradient_alignment
-from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step
-from .losses import RateLoss, RateVarianceLoss, ReadoutLoss
-from .runs import DivergenceError, TrainConfig, train
-from .transfer import lif_rate, simulated_rate, soft_lif_rate, soft_lif_rate_derivative
+from .snn import (LIFNetwork, LIFParameters, LIFState, RateLoss, RateVarianceLoss, ReadoutLoss, bptt_gradients,
+                  eprop_gradients, gradient_alignment, lif_forward, lif_rate, lif_step, simulated_rate, soft_lif_rate,
+                  soft_lif_rate_derivative)
+from .train import DivergenceError, TrainConfig, deck_config
 
 __all__ = [
     "LIFNetwork", "LIFParameters", "LIFState", "lif_forward", "lif_step",
     "bptt_gradients", "eprop_gradients", "gradient_alignment",
     "RateLoss", "RateVarianceLoss", "ReadoutLoss",
     "lif_rate", "soft_lif_rate", "soft_lif_rate_derivative", "simulated_rate",
-    "EfficientCodingModel", "ConstrainedOptimizer", "TrainConfig", "train", "DivergenceError",
-    "resolve_device", "coding", "constraints", "data", "experiments", "grad", "info", "lif", "losses", "runs", "surrogate",
-    "tiles", "toy", "transfer",
+    "SoftLIFEncoder", "SoftplusEncoder", "TrainConfig", "deck_config", "DivergenceError",
+    "resolve_device", "coding", "constraints", "snn", "tiles", "toy", "train",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

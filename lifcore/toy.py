@@ -3,11 +3,13 @@ a second optimiser pulls x2 to 3.
 
     f(x) = exp(-(x - u)^T P (x - u)),   u = (1, 1.5),   P = [[1, .7], [.7, 1]]
 
-The deck's loop, each iteration: SGD (lr 0.01) on -f over (x1, x2), then SGD (lr 0.2) on
-(x2 - 3)^2 over x2 alone. `two_losses` is that loop with the gradients written out
-(``grad(-f) = 2 f P (x - u)``), vectorised over K initial conditions; `lagrange` and
-`penalty` are the update rules of `lifcore.constraints` on the same problem. The tests
-run the deck's own code as the oracle, and `lifcore.constraints.ConstrainedOptimizer`
+The deck's loop (its `Gamma_toy.py`), each iteration: SGD (lr 0.01) on -f over (x1, x2),
+then SGD (``fr_lr`` 0.2) on (x2 - 3)^2 over x2 alone. `alternating` is that loop with the
+gradients written out (``grad(-f) = 2 f P (x - u)``), vectorised over K initial conditions;
+`lagrange` and `penalty` are the update rules of `lifcore.constraints` on the same problem.
+(In the deck's coding model, Two_losses moves disjoint parameters; here both optimisers
+move x2: the scheme is `lifcore.constraints`' ``alternating``, not its ``two_losses``.) The
+tests run the deck's own code as the oracle, and the methods of `lifcore.constraints`
 against these loops.
 
 Trajectories are ``[kept, 2]`` for one start ``[2]`` or ``[kept, K, 2]`` for ``[K, 2]``;
@@ -27,7 +29,7 @@ COUPLING = 0.7  # the off-diagonal of P (the diagonal is 1)
 TARGET_X2 = 3.0
 # the constrained optimum: on x2 = 3, f is largest where d f/d x1 = 0, x1 = u1 - 0.7 (3 - u2)
 CONSTRAINED_OPTIMUM = (CENTER[0] - COUPLING * (TARGET_X2 - CENTER[1]), TARGET_X2)
-METHODS = ("two_losses", "lagrange", "penalty")
+METHODS = ("alternating", "lagrange", "penalty")
 
 
 def bump(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -61,21 +63,21 @@ def _check(steps, every, **rates):
             raise ValueError(f"{name}={value!r} must be a finite number >= 0")
 
 
-def run(method: str, x0, steps: int, lr: float = 0.01, constraint_lr: float = 0.2, *, gamma: float = 1.0,
-        rho: float = 0.0,
-        every: int = 1, last_only: bool = False, dtype=torch.float64, tolerance: float | None = None,
-        reference: tuple[float, float] | None = None):
+def run(method: str, x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, *, multiplier_lr: float = 0.2,
+        rate_weight: float = 1.0, rho: float = 0.0, every: int = 1, last_only: bool = False, dtype=torch.float64,
+        tolerance: float | None = None, reference: tuple[float, float] | None = None):
     """Iterate one method from every start in `x0`; see the module docstring for the shape.
 
-    `constraint_lr` is the second optimiser's lr (two_losses), the dual step of the
-    multiplier (lagrange, with the augmentation ``rho/2 (x2 - 3)^2`` when `rho` > 0), or
-    unused (penalty, whose weight is `gamma`). With `tolerance`, also return, per start,
+    `fr_lr` is the second optimiser's lr (alternating, on ``rate_weight (x2 - 3)^2``);
+    `multiplier_lr` the dual step of the multiplier (lagrange, with the augmentation
+    ``rho/2 (x2 - 3)^2`` when `rho` > 0); penalty descends ``-f + rate_weight (x2 - 3)^2``.
+    With `tolerance`, also return, per start,
     the iteration from which the point stays within `tolerance` of `reference` (the
     constrained optimum by default; -1: not within it at the end), as ``(traj, hit)``.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, METHODS))}")
-    _check(steps, every, lr=lr, constraint_lr=constraint_lr, gamma=gamma, rho=rho)
+    _check(steps, every, lr=lr, fr_lr=fr_lr, multiplier_lr=multiplier_lr, rate_weight=rate_weight, rho=rho)
     x, single = _start(x0, dtype)
     x1, x2 = x[:, 0].clone(), x[:, 1].clone()
     multiplier = torch.zeros_like(x1)
@@ -86,18 +88,18 @@ def run(method: str, x0, steps: int, lr: float = 0.01, constraint_lr: float = 0.
         hit = torch.full(x1.shape, -1, dtype=torch.long, device=x1.device)
     for i in range(1, steps + 1):
         g1, g2 = ascent_gradient(x1, x2)
-        if method == "two_losses":
+        if method == "alternating":
             x1.sub_(lr * g1)
             x2.sub_(lr * g2)
-            x2.sub_(constraint_lr * 2.0 * (x2 - TARGET_X2))  # second optimiser, on the updated x2
+            x2.sub_(fr_lr * rate_weight * 2.0 * (x2 - TARGET_X2))  # second optimiser, on the updated x2
         elif method == "lagrange":
             error = x2 - TARGET_X2
             x1.sub_(lr * g1)
             x2.sub_(lr * (g2 + multiplier + rho * error))
-            multiplier.add_(constraint_lr * error)  # dual ascent, on the error before the step
+            multiplier.add_(multiplier_lr * error)  # dual ascent, on the error before the step
         else:  # penalty
             x1.sub_(lr * g1)
-            x2.sub_(lr * (g2 + gamma * 2.0 * (x2 - TARGET_X2)))
+            x2.sub_(lr * (g2 + rate_weight * 2.0 * (x2 - TARGET_X2)))
         if hit is not None:
             close = ((x1 - ref1) ** 2 + (x2 - ref2) ** 2) < tolerance**2
             hit = torch.where((hit < 0) & close, i, torch.where(close, hit, -1))
@@ -110,20 +112,20 @@ def run(method: str, x0, steps: int, lr: float = 0.01, constraint_lr: float = 0.
     return traj, (hit[0] if single else hit)
 
 
-def two_losses(x0, steps: int, lr: float = 0.01, constraint_lr: float = 0.2, **kwargs):
-    """The deck's two-optimiser loop (the slides' "Gamma" / Two_losses method)."""
-    return run("two_losses", x0, steps, lr, constraint_lr, **kwargs)
+def alternating(x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, **kwargs):
+    """The deck's two-optimiser toy loop (`Gamma_toy.py`; both optimisers move x2)."""
+    return run("alternating", x0, steps, lr, fr_lr, **kwargs)
 
 
 def lagrange(x0, steps: int, lr: float = 0.01, multiplier_lr: float = 0.2, rho: float = 0.0, **kwargs):
     """Gradient descent on ``-f + lambda (x2 - 3) + rho/2 (x2 - 3)^2`` and ascent on lambda
-    (`lifcore.constraints`' lagrange; ``rho > 0`` is the augmented Lagrangian)."""
-    return run("lagrange", x0, steps, lr, multiplier_lr, rho=rho, **kwargs)
+    (`lifcore.constraints`' lagrange with its own dual step; ``rho > 0`` is the augmented Lagrangian)."""
+    return run("lagrange", x0, steps, lr, multiplier_lr=multiplier_lr, rho=rho, **kwargs)
 
 
-def penalty(x0, steps: int, lr: float = 0.01, gamma: float = 10.0, **kwargs):
-    """Gradient descent on ``-f + gamma (x2 - 3)^2``."""
-    return run("penalty", x0, steps, lr, 0.0, gamma=gamma, **kwargs)
+def penalty(x0, steps: int, lr: float = 0.01, rate_weight: float = 10.0, **kwargs):
+    """Gradient descent on ``-f + rate_weight (x2 - 3)^2``."""
+    return run("penalty", x0, steps, lr, rate_weight=rate_weight, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,13 @@ class StationaryPoint:
     offset: float  # distance to the constrained optimum
 
 
-def two_losses_stationary_point(lr: float = 0.01, constraint_lr: float = 0.2) -> StationaryPoint:
-    """The fixed point of one full iteration of `two_losses`, solved numerically.
+def alternating_stationary_point(lr: float = 0.01, fr_lr: float = 0.2) -> StationaryPoint:
+    """The fixed point of one full iteration of `alternating`, solved numerically.
 
     A fixed point needs the first step to leave x1 alone, so ``d f / d x1 = 0``: x1 sits on
     the ridge ``x1 = u1 - 0.7 (x2 - u2)``, where ``P (x - u) = (0, (1 - 0.7^2) d)`` with
     ``d = x2 - u2`` and ``f = exp(-(1 - 0.7^2) d^2)``. The second step maps ``y2`` to
-    ``(1 - 2 c) y2 + 6 c`` (c = constraint_lr), and x2 must come back to itself::
+    ``(1 - 2 c) y2 + 6 c`` (c = fr_lr), and x2 must come back to itself::
 
         2 c (x2 - 3) + (1 - 2 c) lr 2 (1 - 0.7^2) d exp(-(1 - 0.7^2) d^2) = 0,
 
@@ -147,18 +149,18 @@ def two_losses_stationary_point(lr: float = 0.01, constraint_lr: float = 0.2) ->
     down) by roughly ``lr (1 - 2c) / (2c)`` times the bump's slope: the two optimisers
     meet where their steps cancel, not at the constrained optimum.
     """
-    _check(0, 1, lr=lr, constraint_lr=constraint_lr)
-    if not 0 < constraint_lr < 0.5:
-        raise ValueError(f"constraint_lr={constraint_lr!r} must be in (0, 0.5) for the second step to contract")
+    _check(0, 1, lr=lr, fr_lr=fr_lr)
+    if not 0 < fr_lr < 0.5:
+        raise ValueError(f"fr_lr={fr_lr!r} must be in (0, 0.5) for the second step to contract")
     k = 1.0 - COUPLING**2
 
     def residual(x2: float) -> float:
         d = x2 - CENTER[1]
-        return 2 * constraint_lr * (x2 - TARGET_X2) + (1 - 2 * constraint_lr) * lr * 2 * k * d * math.exp(-k * d * d)
+        return 2 * fr_lr * (x2 - TARGET_X2) + (1 - 2 * fr_lr) * lr * 2 * k * d * math.exp(-k * d * d)
 
     low, high = TARGET_X2 - 1.0, TARGET_X2 + 1.0
     if residual(low) * residual(high) > 0:
-        raise ValueError(f"no stationary point within 1 of x2 = 3 for lr={lr}, constraint_lr={constraint_lr}")
+        raise ValueError(f"no stationary point within 1 of x2 = 3 for lr={lr}, fr_lr={fr_lr}")
     for _ in range(200):
         mid = 0.5 * (low + high)
         low, high = (mid, high) if residual(low) * residual(mid) > 0 else (low, mid)

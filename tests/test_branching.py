@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from lifcore import branching
+from lifcore.snn import branching
 
 
 @pytest.mark.parametrize("m", [0.5, 0.9, 0.98])

@@ -1,10 +1,14 @@
-"""The efficient-coding model and its data (issue 3)."""
+"""The encoders of the coding model and their data: the project's soft-LIF and the deck's softplus
+(issues 3 and 10), each against a computation written out here."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from lifcore import data, info, transfer
-from lifcore.coding import EfficientCodingModel
+from lifcore.coding import SoftLIFEncoder, SoftplusEncoder, data, info, kernels
+from lifcore.snn import transfer
+from conftest import deck_forward
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +27,51 @@ def test_patches_are_deterministic_and_preprocessed(patches):
     torch.testing.assert_close(entropy, 0.5 * (48 * np.log(2 * np.pi * np.e) + eig.log().sum()))
 
 
-def test_patches_from_a_folder(tmp_path):
+def write_images(folder, shapes, seed=0):
     import skimage.io
-    rng = np.random.default_rng(0)
-    for k in range(3):
-        skimage.io.imsave(tmp_path / f"img{k}.png", (rng.random((40, 50, 3)) * 255).astype(np.uint8), check_contrast=False)
+    rng = np.random.default_rng(seed)
+    images = []
+    for k, shape in enumerate(shapes):
+        image = (rng.random(shape) * 255).astype(np.uint8)
+        skimage.io.imsave(folder / f"img{k}.png", image, check_contrast=False)
+        images.append(image.astype(np.float64) / 255)
+    return images
+
+
+def test_patches_from_a_folder(tmp_path):
+    write_images(tmp_path, [(40, 50, 3)] * 3)
     ds = data.natural_patches(size=5, n_train=100, n_test=20, images=str(tmp_path))
     assert ds.train.shape == (100, 75)
     with pytest.raises(ValueError, match="centering"):
         data.natural_patches(size=5, n_train=10, n_test=5, images=str(tmp_path), centering="zca")
+    with pytest.raises(ValueError, match="mask"):
+        data.natural_patches(size=5, n_train=10, n_test=5, images=str(tmp_path), mask="square")
+
+
+def test_circular_mask_matches_a_hand_computation():
+    # size 4: radius 1.5, pixel centres at -1.5, -0.5, 0.5, 1.5; mask = clip(1.5 - distance + 1, 1e-4, 1)
+    corner, edge, inner = 1.5 - math.hypot(1.5, 1.5) + 1, 1.5 - math.hypot(1.5, 0.5) + 1, 1.0
+    expected = np.array([[corner, edge, edge, corner], [edge, inner, inner, edge],
+                         [edge, inner, inner, edge], [corner, edge, edge, corner]])
+    np.testing.assert_allclose(data.circular_mask(4), expected, rtol=1e-12)
+    assert data.circular_mask(18).min() == 1e-4 and data.circular_mask(18)[9, 9] == 1.0
+
+
+def test_deck_normalisation_and_mask_match_a_hand_computation(tmp_path):
+    """A 5x5 image cut into 5x5 patches has one position: the patch is the whole image,
+    normalised over its pixels and colours, times the mask, laid out (y, x, colour)."""
+    images = write_images(tmp_path, [(5, 5, 3), (5, 5, 3)], seed=3)
+    ds = data.natural_patches(size=5, n_train=4, n_test=2, images=str(tmp_path), centering="image", mask="circular",
+                              dtype=torch.float64)
+    image = images[0]
+    expected = ((image - image.mean()) / image.std() * data.circular_mask(5)[:, :, None]).reshape(-1)
+    for row in ds.train:
+        np.testing.assert_allclose(row.numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert ds.scale == 1.0  # the deck scales nothing after the per-image normalisation
 
 
 def test_gain_equals_a_finite_difference_of_f(patches):
-    model = EfficientCodingModel(dim=48, n_neurons=20, dtype=torch.float64)
+    model = SoftLIFEncoder(dim=48, n_neurons=20, dtype=torch.float64)
     with torch.no_grad():
         model.log_v_th.copy_(torch.linspace(-0.3, 0.3, 20))  # per-neuron thresholds
     x = patches.train[:16].double()
@@ -47,7 +83,7 @@ def test_gain_equals_a_finite_difference_of_f(patches):
 
 
 def test_model_information_equals_kl_and_the_direct_matrices(patches):
-    model = EfficientCodingModel(dim=48, n_neurons=30, dtype=torch.float64)
+    model = SoftLIFEncoder(dim=48, n_neurons=30, dtype=torch.float64)
     x, cx = patches.train[:8].double(), patches.covariance()
     out = model.information(x, cx, with_matrices=True)
     gain = model.gain(x)
@@ -58,19 +94,109 @@ def test_model_information_equals_kl_and_the_direct_matrices(patches):
     assert out["MI_numerator"].shape == (30, 30) and out["WCxW"].shape == (30, 30)
 
 
+def test_deck_model_information_equals_the_direct_formula_in_nats_and_bits(patches):
+    torch.manual_seed(4)
+    model = SoftplusEncoder(dim=48, n_neurons=20, dtype=torch.float64)
+    with torch.no_grad():  # spread gains and thresholds so that some neurons sit far below threshold
+        model.log_gain.copy_(torch.linspace(-1, 1, 20))
+        model.log_threshold.copy_(torch.linspace(-2, 1.5, 20))
+    x, cx = patches.train[:16].double(), patches.covariance()
+    kl_bits, rates, c_z, c_zx = deck_forward(model.weights.detach(), model.log_gain.detach(), model.log_threshold.detach(),
+                                           x, cx)
+    out = model.evaluate(x, cx)
+    nats_direct = 0.5 * (torch.logdet(c_z) - torch.logdet(c_zx))
+    torch.testing.assert_close(out["MI"], nats_direct, rtol=1e-6, atol=0)
+    # bits: the deck's KL is 2 I / ln 2 per patch
+    torch.testing.assert_close(2 * out["MI"] / math.log(2), kl_bits, rtol=1e-6, atol=0)
+    torch.testing.assert_close(out["rate"], rates, rtol=1e-12, atol=0)
+    mats = model.information(x, cx, with_matrices=True)
+    torch.testing.assert_close(mats["MI_numerator"], c_z.mean(0), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(mats["MI_denominator"], c_zx.mean(0), rtol=1e-10, atol=1e-12)
+    w = model.weights.detach()
+    torch.testing.assert_close(mats["WCxW"], w @ (cx + 0.16 * torch.eye(48, dtype=torch.float64)) @ w.t())
+    assert out["MI"].min() > 0
+
+
+def test_deck_model_with_zero_noise_draws_gives_kl_of_two_i(patches):
+    """The operating point of the deck (gain at x + n_x): with the noise draws at zero it is x, and
+    the deck's KL (bits) is 2 I / ln 2; with the draws, the gain moves and so does the information."""
+    torch.manual_seed(5)
+    model = SoftplusEncoder(dim=48, n_neurons=12, dtype=torch.float64)
+    x, cx = patches.train[:8].double(), patches.covariance()
+
+    zero_point = x + model.input_noise * torch.zeros_like(x)
+    kl_bits = deck_forward(model.weights.detach(), model.log_gain.detach(), model.log_threshold.detach(), zero_point, cx)[0]
+    torch.testing.assert_close(kl_bits, 2 * model.evaluate(zero_point, cx)["MI"].detach() / math.log(2), rtol=1e-6, atol=0)
+    noisy = model.operating_point(x, torch.Generator().manual_seed(9))
+    expected = x + 0.4 * torch.randn(x.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    torch.testing.assert_close(noisy, expected, rtol=0, atol=0)
+    assert not torch.allclose(model.evaluate(noisy, cx)["MI"], model.evaluate(x, cx)["MI"])
+    clean = SoftLIFEncoder(dim=48, n_neurons=4, dtype=torch.float64)
+    assert clean.operating_point(x, torch.Generator()) is x
+
+
+def test_deck_encoder_starts_with_unit_norm_filters_and_the_decks_initial_gain_and_threshold():
+    torch.manual_seed(0)
+    model = SoftplusEncoder(dim=300, n_neurons=2000)
+    torch.testing.assert_close(model.weights.norm(dim=1), torch.ones(2000), rtol=1e-6, atol=0)
+    assert abs(model.log_gain.mean().item()) < 0.002 and abs(model.log_gain.std().item() - 0.02) < 0.002
+    assert abs(model.log_threshold.mean().item() + 1) < 0.002
+
+
+def test_homeostatic_gain_replaces_exp_log_gain(patches):
+    model = SoftplusEncoder(dim=48, n_neurons=6, dtype=torch.float64)
+    x = patches.train[:5].double()
+    gain = torch.linspace(0.5, 2.0, 6, dtype=torch.float64)
+    model.set_homeostatic_gain(gain)
+    u = model.current(x)
+    expected = gain * torch.nn.functional.softplus(u - model.threshold, beta=2.5)
+    torch.testing.assert_close(model.rate(x), expected)
+    model.set_homeostatic_gain(None)
+    torch.testing.assert_close(model.gain_factor, model.log_gain.exp())
+
+
+def test_renormalize_jitter_and_spatial_variance_match_hand_computations():
+    torch.manual_seed(1)
+    w = torch.randn(7, 3 * 5 * 5, dtype=torch.float64) * 3
+    expected = w * w.abs() ** 0.25
+    expected = expected / expected.norm(dim=1, keepdim=True)
+    jittered = kernels.jitter_(w.clone(), 0.25)
+    torch.testing.assert_close(jittered, expected)
+    torch.testing.assert_close(jittered.norm(dim=1), torch.ones(7, dtype=torch.float64))
+    # spatial variance, written with loops over pixels
+    unit = (w / w.norm(dim=1, keepdim=True)).numpy()
+    total = 0.0
+    for j in range(7):
+        m = unit[j].reshape(5, 5, 3).mean(-1)
+        for energy in (np.array([sum(m[y, x] ** 2 for x in range(5)) for y in range(5)]),
+                       np.array([sum(m[y, x] ** 2 for y in range(5)) for x in range(5)])):
+            centre = sum(i * energy[i] for i in range(5))
+            total += sum((i - centre) ** 2 * energy[i] for i in range(5))
+    assert kernels.spatial_variance(w, 5).item() == pytest.approx(total / 7, rel=1e-12)
+    # the deck's quirk: an achromatic point filter at pixel (2, 2) has colour-mean energy e = 1/3, so its
+    # "centre" is 2 e = 2/3, not 2, and its penalty is 2 (2 - 2/3)^2 e, not zero
+    point = torch.zeros(1, 75, dtype=torch.float64)
+    point[0, (2 * 5 + 2) * 3:(2 * 5 + 2) * 3 + 3] = 1.0
+    assert kernels.spatial_variance(point, 5).item() == pytest.approx(2 * (2 - 2 / 3) ** 2 / 3, rel=1e-12)
+
+
 def test_noisy_response_has_the_stated_output_noise(patches):
-    model = EfficientCodingModel(dim=48, n_neurons=10, input_noise=1e-6, output_noise=0.05, dtype=torch.float64)
+    model = SoftLIFEncoder(dim=48, n_neurons=10, input_noise=1e-6, output_noise=0.05, dtype=torch.float64)
     x = patches.train[:1].double().expand(20000, 48)
     r = model(x, generator=torch.Generator().manual_seed(0))
     assert abs(r.std(0).mean().item() - 0.05) < 0.002
     torch.testing.assert_close(r.mean(0), model.rate(x[:1])[0].detach(), atol=0.003, rtol=0)
 
 
-@pytest.mark.parametrize("kwargs, name", [(dict(n_neurons=0), "n_neurons"), (dict(input_noise=0.0), "input_noise"),
-                                          (dict(alpha=1.0), "alpha"), (dict(alpha=0.0), "alpha"), (dict(device="tpu"), "device")])
-def test_bad_model_arguments(kwargs, name):
+@pytest.mark.parametrize("cls, kwargs, name", [
+    (SoftLIFEncoder, dict(n_neurons=0), "n_neurons"), (SoftLIFEncoder, dict(input_noise=0.0), "input_noise"),
+    (SoftLIFEncoder, dict(alpha=1.0), "alpha"), (SoftLIFEncoder, dict(alpha=0.0), "alpha"),
+    (SoftLIFEncoder, dict(device="tpu"), "device"), (SoftplusEncoder, dict(gain_at="somewhere"), "gain_at"),
+    (SoftplusEncoder, dict(softplus_beta=0.0), "softplus_beta"), (SoftplusEncoder, dict(output_noise=-3.0), "output_noise"),
+])
+def test_bad_encoder_arguments(cls, kwargs, name):
     with pytest.raises(ValueError, match=name):
-        EfficientCodingModel(dim=12, **({"n_neurons": 5} | kwargs))
+        cls(dim=12, **({"n_neurons": 5} | kwargs))
 
 
 def test_tiles_put_each_filter_in_its_place_with_its_sign():
@@ -87,7 +213,7 @@ def test_tiles_put_each_filter_in_its_place_with_its_sign():
 
 
 def test_average_covariances_equal_the_mean_of_per_sample_matrices(patches):
-    model = EfficientCodingModel(dim=48, n_neurons=12, dtype=torch.float64)
+    model = SoftLIFEncoder(dim=48, n_neurons=12, dtype=torch.float64)
     x, cx = patches.train[:40].double(), patches.covariance()
     averaged = model.average_covariances([x[:15], x[15:]], cx)
     gain = model.gain(x).detach()
@@ -97,3 +223,8 @@ def test_average_covariances_equal_the_mean_of_per_sample_matrices(patches):
     w = model.weights.detach()
     expected = w @ cx @ w.t() + 0.16 * w @ w.t() + 0.0004 * torch.eye(12, dtype=torch.float64)
     torch.testing.assert_close(flat["MI_numerator"], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_deck_entropy_offset_is_the_missing_colour_dimensions():
+    # D/2 log2(2 pi e) with D = 18^2 instead of 3 * 18^2
+    assert data.deck_entropy_offset_bits(18) == pytest.approx(-(3 * 324 - 324) / 2 * math.log2(2 * math.pi * math.e))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lifcore
-from lifcore import fit, measure
+from lifcore.snn import fit, measure
 
 
 def allocate(mib):

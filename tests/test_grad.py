@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import lifcore
-from lifcore.grad import bptt_gradients, eprop_gradients, gradient_alignment
+from lifcore.snn.grad import bptt_gradients, eprop_gradients, gradient_alignment
 
 
 def make_case(recurrent, dtype, learn=False, T=80, B=4):
@@ -15,9 +15,9 @@ def make_case(recurrent, dtype, learn=False, T=80, B=4):
 
 def losses(dtype, T=80, B=4):
     return {
-        "rate": lifcore.RateLoss(r0=0.05, strength=2.0),
+        "rate": lifcore.RateLoss(r0=0.05, rate_weight=2.0),
         "readout": lifcore.ReadoutLoss(torch.randn(3, 16, dtype=dtype), torch.randn(T, B, 3, dtype=dtype)),
-        "rate_variance": lifcore.RateVarianceLoss(sigma_r=0.0, beta=10.0),
+        "rate_variance": lifcore.RateVarianceLoss(sigma_r=0.0, rate_weight=10.0),
     }
 
 
@@ -53,10 +53,10 @@ def test_full_bptt_differs_from_eprop_in_a_recurrent_network():
 def test_rate_variance_learning_signal_equals_autograd():
     T, B, N = 120, 3, 25
     z = (torch.rand(T, B, N, dtype=torch.float64) < 0.1).double().requires_grad_(True)
-    loss = lifcore.RateVarianceLoss(sigma_r=1e-4, beta=3.0)
+    loss = lifcore.RateVarianceLoss(sigma_r=1e-4, rate_weight=3.0)
     (autograd_signal,) = torch.autograd.grad(loss(z), z)
     streamed = loss.learning_signal_of(z.detach())
-    # the closed form of the slide, written independently: 4 beta/(B T N) (sigma - sigma_r)(n[t] - mu)
+    # the closed form of the slide, written independently: 4 rate_weight/(B T N) (sigma - sigma_r)(n[t] - mu)
     n = z.detach().mean(-1)
     mu, sigma = n.mean(0), n.var(0, unbiased=False)
     closed = (4 * 3.0 / (B * T * N) * (sigma - 1e-4) * (n - mu))[..., None].expand(T, B, N)
@@ -74,14 +74,14 @@ def test_learning_signals_equal_autograd(loss_name):
 
 def test_eprop_steps_an_optimiser_and_lowers_the_rate_loss():
     net, x = make_case(True, torch.float32, T=100, B=8)
-    loss = lifcore.RateLoss(r0=0.02, strength=1.0)
+    loss = lifcore.RateLoss(r0=0.02, rate_weight=1.0)
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
     first = None
     for _ in range(30):
         grads, value = eprop_gradients(net, x, loss)
         first = value.item() if first is None else first
         opt.zero_grad()
-        lifcore.grad.apply_gradients(net, grads)
+        lifcore.snn.grad.apply_gradients(net, grads)
         opt.step()
     assert value.item() < 0.5 * first
 

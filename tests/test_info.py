@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lifcore import info
+from lifcore.coding import info
 
 
 def test_streaming_covariance_over_1000_batches_equals_numpy_cov():

@@ -11,13 +11,13 @@ def reference_loop(net, x):
     T, B, _ = x.shape
     w_in, w_rec = net.w_in.detach().double(), net.w_rec.detach().double()
     v_th = net.v_th.detach().double()
-    v = torch.zeros(B, net.n_rec, dtype=torch.float64)
+    v = torch.zeros(B, net.n_neurons, dtype=torch.float64)
     z = torch.zeros_like(v)
     zs, vs = [], []
     for t in range(T):
         new_v = torch.empty_like(v)
-        for j in range(net.n_rec):
-            rec = sum(w_rec[j, i] * z[:, i] for i in range(net.n_rec) if i != j)
+        for j in range(net.n_neurons):
+            rec = sum(w_rec[j, i] * z[:, i] for i in range(net.n_neurons) if i != j)
             new_v[:, j] = net.alpha * v[:, j] + rec + x[t].double() @ w_in[j] - v_th[j] * z[:, j]
         v = new_v
         z = (v > v_th).double()

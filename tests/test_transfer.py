@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from lifcore import transfer
+from lifcore.snn import transfer
 
 
 @pytest.mark.parametrize("alpha, tol_discrete, tol_textbook", [(0.99, 0.01, 0.03), (0.95, 0.025, 0.09)])

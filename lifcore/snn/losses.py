@@ -46,22 +46,22 @@ class SpikeLoss:
 
 
 class RateLoss(SpikeLoss):
-    """Seed 001, slide "RNN Gradients": ``E = strength * mean_b sum_j (r_bj - r0)^2``,
-    ``r_bj = (1/T) sum_t z_bj[t]`` (spikes per step).
+    """Seed 001, slide "RNN Gradients": ``E = rate_weight * mean_b sum_j (r_bj - r0)^2``,
+    ``r_bj = (1/T) sum_t z_bj[t]`` (spikes per step); the slide's ``alpha`` is `rate_weight`.
 
-    Learning signal: ``L_bj[t] = 2 strength (r_bj - r0) / (T B)``, constant in t.
+    Learning signal: ``L_bj[t] = 2 rate_weight (r_bj - r0) / (T B)``, constant in t.
     """
 
     needs_statistics = True
 
-    def __init__(self, r0: float, strength: float = 1.0):
+    def __init__(self, r0: float, rate_weight: float = 1.0):
         if not (0.0 <= r0 <= 1.0):
             raise ValueError(f"r0={r0!r} must be a rate in [0, 1] spikes per step")
-        self.r0, self.strength = float(r0), float(strength)
+        self.r0, self.rate_weight = float(r0), float(rate_weight)
 
     def __call__(self, z):
         rate = z.mean(0)
-        return self.strength * ((rate - self.r0) ** 2).sum(-1).mean()
+        return self.rate_weight * ((rate - self.r0) ** 2).sum(-1).mean()
 
     def begin(self, T, z_shape, device=None, dtype=torch.float32):
         super().begin(T, z_shape, device, dtype)
@@ -72,21 +72,21 @@ class RateLoss(SpikeLoss):
 
     def learning_signal(self, t, z_t):
         B = z_t.shape[0]
-        return (2.0 * self.strength / (self.T * B)) * (self.count / self.T - self.r0)
+        return (2.0 * self.rate_weight / (self.T * B)) * (self.count / self.T - self.r0)
 
     def value(self):
-        return self.strength * ((self.count / self.T - self.r0) ** 2).sum(-1).mean()
+        return self.rate_weight * ((self.count / self.T - self.r0) ** 2).sum(-1).mean()
 
 
 class RateVarianceLoss(SpikeLoss):
     """Seed 001, slide "Constraining the global firing rate distribution":
 
-        E = beta * mean_b (sigma_b - sigma_r)^2,   sigma_b = (1/T) sum_t (n_b[t] - mu_b)^2,
+        E = rate_weight * mean_b (sigma_b - sigma_r)^2,   sigma_b = (1/T) sum_t (n_b[t] - mu_b)^2,
         n_b[t] = (1/N) sum_j z_bj[t] (population rate),  mu_b = (1/T) sum_t n_b[t].
 
-    Exact learning signal (the slide's "± beta (sigma - sigma_r)(r - mu_r)", constants included):
+    (`rate_weight` is the slide's beta.) Exact learning signal (the slide's "± beta (sigma - sigma_r)(r - mu_r)", constants included):
 
-        L_bj[t] = dE/dz_bj[t] = 4 beta / (B T N) * (sigma_b - sigma_r) * (n_b[t] - mu_b)
+        L_bj[t] = dE/dz_bj[t] = 4 rate_weight / (B T N) * (sigma_b - sigma_r) * (n_b[t] - mu_b)
 
     (the mu-dependence of sigma drops out because sum_t (n[t] - mu) = 0). The sign of
     ``n_b[t] - mu_b`` is the "push-pull": above-mean steps are pushed down when sigma is too large.
@@ -94,10 +94,10 @@ class RateVarianceLoss(SpikeLoss):
 
     needs_statistics = True
 
-    def __init__(self, sigma_r: float, beta: float = 1.0):
+    def __init__(self, sigma_r: float, rate_weight: float = 1.0):
         if sigma_r < 0:
             raise ValueError(f"sigma_r={sigma_r!r} must be >= 0 (a variance)")
-        self.sigma_r, self.beta = float(sigma_r), float(beta)
+        self.sigma_r, self.rate_weight = float(sigma_r), float(rate_weight)
 
     @staticmethod
     def population_rate(z):
@@ -106,7 +106,7 @@ class RateVarianceLoss(SpikeLoss):
     def __call__(self, z):
         n = self.population_rate(z)  # [T, B]
         sigma = ((n - n.mean(0)) ** 2).mean(0)
-        return self.beta * ((sigma - self.sigma_r) ** 2).mean()
+        return self.rate_weight * ((sigma - self.sigma_r) ** 2).mean()
 
     def begin(self, T, z_shape, device=None, dtype=torch.float32):
         super().begin(T, z_shape, device, dtype)
@@ -127,11 +127,11 @@ class RateVarianceLoss(SpikeLoss):
     def learning_signal(self, t, z_t):
         B = z_t.shape[0]
         n = self.population_rate(z_t)
-        scale = 4.0 * self.beta / (B * self.T * self.N) * (self.sigma() - self.sigma_r) * (n - self.mean)
+        scale = 4.0 * self.rate_weight / (B * self.T * self.N) * (self.sigma() - self.sigma_r) * (n - self.mean)
         return scale[:, None].expand_as(z_t)
 
     def value(self):
-        return self.beta * ((self.sigma() - self.sigma_r) ** 2).mean()
+        return self.rate_weight * ((self.sigma() - self.sigma_r) ** 2).mean()
 
 
 class ReadoutLoss(SpikeLoss):
@@ -144,7 +144,7 @@ class ReadoutLoss(SpikeLoss):
 
     def __init__(self, w_out: torch.Tensor, target: torch.Tensor):
         if target.dim() != 3 or target.shape[-1] != w_out.shape[0]:
-            raise ValueError(f"target must be [T, B, {w_out.shape[0]}] (w_out is [k, n_rec]); got {tuple(target.shape)}")
+            raise ValueError(f"target must be [T, B, {w_out.shape[0]}] (w_out is [k, n_neurons]); got {tuple(target.shape)}")
         self.w_out, self.target = w_out, target
 
     def __call__(self, z):

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .device import resolve_device
+from ..device import resolve_device
 from .surrogate import Surrogate, get_surrogate, spike
 
 
@@ -93,47 +93,47 @@ def lif_forward(current: torch.Tensor, params: LIFParameters, state: LIFState | 
 class LIFNetwork(nn.Module):
     """A recurrent (or feed-forward) layer of LIF neurons that feels like a torch layer.
 
-    >>> net = LIFNetwork(n_in=50, n_rec=100, alpha=0.95)
-    >>> z, v = net(torch.rand(200, 8, 50))      # x: [T, B, n_in] -> z, v: [T, B, n_rec]
+    >>> net = LIFNetwork(n_in=50, n_neurons=100, alpha=0.95)
+    >>> z, v = net(torch.rand(200, 8, 50))      # x: [T, B, n_in] -> z, v: [T, B, n_neurons]
 
-    Parameters: ``w_in`` ``[n_rec, n_in]``; ``w_rec`` ``[n_rec, n_rec]`` (None when
+    Parameters: ``w_in`` ``[n_neurons, n_in]``; ``w_rec`` ``[n_neurons, n_neurons]`` (None when
     ``recurrent=False``) whose diagonal is held at zero, also under training (the
     forward pass uses ``w_rec * (1 - I)``, so the diagonal never gets a gradient);
-    optional ``bias`` ``[n_rec]`` (``learn_bias``) and a per-neuron learnable
+    optional ``bias`` ``[n_neurons]`` (``learn_bias``) and a per-neuron learnable
     threshold ``v_th`` (``learn_threshold``).
     """
 
-    def __init__(self, n_in: int, n_rec: int, alpha: float = 0.95, v_th: float = 1.0, recurrent: bool = True,
+    def __init__(self, n_in: int, n_neurons: int, alpha: float = 0.95, v_th: float = 1.0, recurrent: bool = True,
                  surrogate: str | Surrogate = "bellec", *, learn_bias: bool = False, learn_threshold: bool = False,
                  w_in_scale: float = 1.0, w_rec_scale: float = 1.0, device: str | torch.device | None = "cpu",
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        for name, value in (("n_in", n_in), ("n_rec", n_rec)):
+        for name, value in (("n_in", n_in), ("n_neurons", n_neurons)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         self.alpha = check_alpha(alpha)
         check_v_th(v_th)
         self.surrogate = get_surrogate(surrogate)
         dev = resolve_device(device)
-        self.n_in, self.n_rec, self.recurrent = n_in, n_rec, bool(recurrent)
+        self.n_in, self.n_neurons, self.recurrent = n_in, n_neurons, bool(recurrent)
         factory = dict(device=dev, dtype=dtype)
-        self.w_in = nn.Parameter(torch.randn(n_rec, n_in, **factory) * (w_in_scale / math.sqrt(n_in)))
+        self.w_in = nn.Parameter(torch.randn(n_neurons, n_in, **factory) * (w_in_scale / math.sqrt(n_in)))
         if self.recurrent:
-            off_diagonal = 1.0 - torch.eye(n_rec, **factory)
+            off_diagonal = 1.0 - torch.eye(n_neurons, **factory)
             self.register_buffer("off_diagonal", off_diagonal)
-            self.w_rec = nn.Parameter(torch.randn(n_rec, n_rec, **factory) * (w_rec_scale / math.sqrt(n_rec)) * off_diagonal)
+            self.w_rec = nn.Parameter(torch.randn(n_neurons, n_neurons, **factory) * (w_rec_scale / math.sqrt(n_neurons)) * off_diagonal)
         else:
             self.register_buffer("off_diagonal", None)
             self.w_rec = None
-        self.bias = nn.Parameter(torch.zeros(n_rec, **factory)) if learn_bias else None
-        v_th_tensor = torch.full((n_rec,), float(v_th), **factory)
+        self.bias = nn.Parameter(torch.zeros(n_neurons, **factory)) if learn_bias else None
+        v_th_tensor = torch.full((n_neurons,), float(v_th), **factory)
         if learn_threshold:
             self.v_th = nn.Parameter(v_th_tensor)
         else:
             self.register_buffer("v_th", v_th_tensor)
 
     def input_current(self, x: torch.Tensor) -> torch.Tensor:
-        """``W_in x[t] + b`` for every step at once: one ``[T*B, n_in] x [n_in, n_rec]`` product."""
+        """``W_in x[t] + b`` for every step at once: one ``[T*B, n_in] x [n_in, n_neurons]`` product."""
         self.check_input(x)
         current = x @ self.w_in.t()
         return current if self.bias is None else current + self.bias
@@ -149,12 +149,12 @@ class LIFNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, state: LIFState | None = None, *, detach_reset: bool = False,
                 stop_z: bool = False):
-        """``x`` ``[T, B, n_in]`` -> ``z, v`` ``[T, B, n_rec]``, from a zero state unless `state` is given."""
+        """``x`` ``[T, B, n_in]`` -> ``z, v`` ``[T, B, n_neurons]``, from a zero state unless `state` is given."""
         z, v, _ = lif_forward(self.input_current(x), self.parameters_for_step(), state,
                               detach_reset=detach_reset, stop_z=stop_z)
         return z, v
 
     def extra_repr(self) -> str:
-        return (f"n_in={self.n_in}, n_rec={self.n_rec}, alpha={self.alpha}, recurrent={self.recurrent}, "
+        return (f"n_in={self.n_in}, n_neurons={self.n_neurons}, alpha={self.alpha}, recurrent={self.recurrent}, "
                 f"surrogate={self.surrogate.name!r}, learn_bias={self.bias is not None}, "
                 f"learn_threshold={isinstance(self.v_th, nn.Parameter)}")

@@ -15,11 +15,11 @@ import time
 
 import torch
 
-def gradient_call(method: str, net, x, loss) -> None:
-    """One gradient computation of `lifcore.grad.gradients`, result discarded (picklable for a child process)."""
+def gradient_call(method: str, net, x, loss, mode: str = "full") -> None:
+    """One gradient computation of `lifcore.snn.grad.gradients`, result discarded (picklable for a child process)."""
     from .grad import gradients
 
-    gradients(net, x, loss, method)
+    gradients(net, x, loss, method, mode)
 
 
 def _status_kib(field: str) -> int:

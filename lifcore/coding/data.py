@@ -6,6 +6,15 @@ flattened row-major with the colour last, ``patch[y, x, c] -> vector[(y * size +
 
 The Gaussian bound on the patch entropy, ``H_X = 1/2 logdet(2 pi e C_x)`` (nats), is the
 ceiling of the mutual information a code of these patches can carry (DESIGN section 5).
+
+The deck's pipeline (its `data.py`, DECK-CODE.md "Data") is a choice of options here:
+``centering="image"`` normalises every image to zero mean and unit standard deviation
+(over all its pixels and colours) before patches are cut, with no further centring or
+scaling; ``mask="circular"`` multiplies every patch by the deck's soft circular window;
+``size=18`` is the deck's patch. The deck's Kyoto images (LMS cone channels) are not
+available here: scikit-image's RGB photographs, or a user's folder, stand in. The deck
+lays a patch out colour-first (``[3, size, size]``); the layout is a permutation and
+changes no number but the order of the dimensions.
 """
 from __future__ import annotations
 
@@ -19,7 +28,8 @@ import torch
 # scikit-image's natural colour photographs (shipped with the package, read offline).
 TRAIN_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle")
 HELD_OUT_IMAGES = ("chelsea",)
-CENTERING = ("none", "patch", "dataset")
+CENTERING = ("none", "patch", "dataset", "image")
+MASKS = ("none", "circular")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
@@ -51,6 +61,26 @@ def images_in_folder(folder: str | Path) -> list[str]:
     return paths
 
 
+def circular_mask(size: int) -> np.ndarray:
+    """The deck's soft circular window ``[size, size]``: 1 inside radius ``size/2 - 1/2`` of the
+    centre, falling linearly to 0 over one pixel outside it (floored at 1e-4)::
+
+        mask(y, x) = clip(r - sqrt(y^2 + x^2) + 1, 1e-4, 1),   r = size/2 - 1/2,  y, x in [-r, r]
+    """
+    radius = size / 2 - 0.5
+    coords = np.linspace(-radius, radius, size)
+    distance = np.sqrt(coords[:, None] ** 2 + coords[None, :] ** 2)
+    return np.clip(radius - distance + 1.0, 1e-4, 1.0)
+
+
+def normalize_image(image: np.ndarray) -> np.ndarray:
+    """Zero mean and unit standard deviation over all pixels and colours of one image (the deck's)."""
+    std = image.std()
+    if not std > 0:
+        raise ValueError("an image is constant: it cannot be normalised to unit variance")
+    return (image - image.mean()) / std
+
+
 def sample_patches(images: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """`count` random ``size x size`` RGB patches, flattened to ``[count, size*size*3]``, images drawn uniformly."""
     which = rng.integers(len(images), size=count)
@@ -70,7 +100,9 @@ class PatchDataset:
     Preprocessing: `centering` "dataset" (subtract the training mean of each pixel and
     colour, the default), "patch" (subtract each patch's own mean) or "none"; then a
     global scale so that the training patches have unit variance per dimension on
-    average (``scale=True``). No whitening: the code has to find the structure itself.
+    average (``scale=True``). ``centering="image"`` is the deck's: every image is
+    normalised on its own before cutting, and nothing is subtracted or scaled after.
+    No whitening: the code has to find the structure itself.
     """
 
     train: torch.Tensor
@@ -96,11 +128,15 @@ class PatchDataset:
 
 def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0,
                     images: list[str] | tuple[str, ...] | str | None = None, held_out: list[str] | None = None,
-                    centering: str = "dataset", scale: bool = True, dtype=torch.float32) -> PatchDataset:
+                    centering: str = "dataset", scale: bool = True, mask: str = "none",
+                    dtype=torch.float32) -> PatchDataset:
     """Cut the patch sets. `images` is a list of scikit-image names or files, or a folder
-    (then its last image, in sorted order, is held out unless `held_out` is given)."""
+    (then its last image, in sorted order, is held out unless `held_out` is given).
+    `mask` "circular" multiplies every patch by `circular_mask` (the deck's)."""
     if centering not in CENTERING:
         raise ValueError(f"centering={centering!r} is unknown; allowed: {', '.join(map(repr, CENTERING))}")
+    if mask not in MASKS:
+        raise ValueError(f"mask={mask!r} is unknown; allowed: {', '.join(map(repr, MASKS))}")
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size={size!r} must be a positive integer (patch side in pixels)")
     if isinstance(images, (str, Path)) and Path(images).is_dir():
@@ -113,14 +149,19 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
     train_names = list(images or TRAIN_IMAGES)
     test_names = list(held_out if held_out is not None else HELD_OUT_IMAGES)
     rng = np.random.default_rng(seed)
-    train = sample_patches([load_image(n) for n in train_names], n_train, size, rng)
-    test = sample_patches([load_image(n) for n in test_names], n_test, size, rng)
+    prepare = normalize_image if centering == "image" else (lambda image: image)
+    train = sample_patches([prepare(load_image(n)) for n in train_names], n_train, size, rng)
+    test = sample_patches([prepare(load_image(n)) for n in test_names], n_test, size, rng)
+    if mask == "circular":
+        window = np.repeat(circular_mask(size).reshape(-1), 3)  # the layout (y, x, c): one value per pixel, all colours
+        train *= window
+        test *= window
     if centering == "patch":
         train -= train.mean(1, keepdims=True)
         test -= test.mean(1, keepdims=True)
     mean = train.mean(0) if centering == "dataset" else np.zeros(train.shape[1])
     train, test = train - mean, test - mean
-    factor = 1.0 / train.std() if scale else 1.0
+    factor = 1.0 / train.std() if scale and centering != "image" else 1.0
     return PatchDataset(torch.as_tensor(train * factor, dtype=dtype), torch.as_tensor(test * factor, dtype=dtype),
                         size, torch.as_tensor(mean, dtype=dtype), float(factor))
 
@@ -129,3 +170,15 @@ def gaussian_entropy(covariance: torch.Tensor) -> torch.Tensor:
     """``H = 1/2 logdet(2 pi e C)`` in nats: the entropy of a Gaussian, the maximum for that covariance."""
     d = covariance.shape[-1]
     return 0.5 * (d * math.log(2 * math.pi * math.e) + torch.linalg.slogdet(covariance)[1])
+
+
+def deck_entropy_offset_bits(patch_size: int, channels: int = 3) -> float:
+    """How far the deck's printed H_X lies from `gaussian_entropy` (in bits) for colour patches.
+
+    The deck's `train.py` computes ``H_X = sum log2 diag chol(C_x) + D/2 log2(2 pi e)`` with
+    ``D = kernel_size^2`` (its `model.D`, the pixels of one colour), while ``C_x`` has
+    ``channels * kernel_size^2`` dimensions: the constant misses
+    ``(channels - 1) kernel_size^2 / 2 log2(2 pi e)`` bits (1327 bits for 18 x 18 x 3). The
+    deck's `terms/MI` (``H_X + I``) carries the same offset. Returns that offset (negative).
+    """
+    return -(channels - 1) * patch_size**2 / 2 * math.log2(2 * math.pi * math.e)

@@ -1,6 +1,6 @@
 """The LIF transfer (f-I) curve: steady-state rate under a constant input current.
 
-Units are those of the discrete model of `lifcore.lif`: the current ``I`` is what is
+Units are those of the discrete model of `lifcore.snn.lif`: the current ``I`` is what is
 added to ``v`` each step, the rate is in spikes per step (divide by dt for Hz), and
 ``alpha = exp(-dt/tau_m)``.
 
@@ -101,7 +101,7 @@ def soft_lif_rate_derivative(current: torch.Tensor, alpha: float, v_th: float = 
 
 def simulated_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, steps: int = 2000,
                    warmup: int = 200) -> torch.Tensor:
-    """Spike count / steps of uncoupled LIF neurons of `lifcore.lif` driven by each constant current."""
+    """Spike count / steps of uncoupled LIF neurons of `lifcore.snn.lif` driven by each constant current."""
     alpha = check_alpha(alpha)
     check_v_th(v_th)
     current = torch.as_tensor(current, dtype=torch.float64).flatten()

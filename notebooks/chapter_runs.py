@@ -1,12 +1,15 @@
-"""The training runs that the Part II chapters share (seed 000, "This week" 1-3).
+"""The training runs the Part II chapters share (seed 000, "This week" 1-3).
 
-Every chapter builds the same base config from its `part2` parameter (a dict of
-`TrainConfig` fields; missing fields take the quick settings below) and asks for the
-runs it needs; the run cache of `lifcore.runs` trains each of them once per book.
+Book-side, not part of `lifcore`: the chapters' run names and quick settings. Every
+chapter builds the same base config from its `part2` parameter (a dict of `TrainConfig`
+fields; missing fields take the quick settings below) and asks for the runs it needs; the
+run cache of `lifcore.train` trains each of them once per book.
 
-* ``lagrange``: the Lagrange model;
-* ``two_losses xF``: Two_losses with the rate learning rate ``fr_lr = F * lr``, F in
-  `FR_LR_FACTORS` (the deck's 1x, 0.1x, 0.01x, and 10x, 100x);
+These runs are the project's own model (the soft-LIF encoder) and methods:
+
+* ``lagrange``: the population-mean Lagrange constraint with its own dual step;
+* ``alternating xF``: the toy's two-optimiser scheme on shared parameters, with the rate
+  learning rate ``fr_lr = F * lr``, F in `FR_LR_FACTORS` (the deck's 1x, 0.1x, 0.01x, and 10x, 100x);
 * the same with ``fr_scope="neuron"`` (one constraint per neuron), to test whether the
   population-mean constraint is what leaves each neuron's rate free.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runs import DivergenceError, Run, TrainConfig, train
+from lifcore.train import DivergenceError, Run, TrainConfig, train
 
 # Seconds on a laptop CPU: what the notebooks' parameter cells (and the tests) run.
 QUICK = dict(patch_size=4, n_neurons=48, steps=200, batch_size=32, lr=3e-3, n_patches=5000, log_every=20,
@@ -23,13 +26,15 @@ FR_LR_FACTORS = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def base_config(**part2) -> TrainConfig:
-    """The shared config: `QUICK`, overridden by `part2`; every step records the objective
-    after the information step and after the rate step (for the KL-around-each-step chapter)."""
-    return TrainConfig(**(QUICK | {"record_after_rate_step": True} | part2))
+    """The shared config: `QUICK`, overridden by `part2`; every step records the information
+    after the information step and after the rate step (for the KL-around-each-step chapter),
+    and the posterior KL is measured with every log (for the KL-versus-MI chapter)."""
+    merged = QUICK | part2
+    return TrainConfig(**({"record_around_steps": True, "kl_every": merged["log_every"]} | merged))
 
 
 def run_name(config: TrainConfig, base: TrainConfig) -> str:
-    name = config.method if config.method != "two_losses" else f"two_losses x{(config.fr_lr or config.lr) / base.lr:g}"
+    name = config.method if config.method != "alternating" else f"alternating x{(config.fr_lr or config.lr) / base.lr:g}"
     return name + (" (per neuron)" if config.fr_scope == "neuron" else "")
 
 
@@ -41,7 +46,7 @@ def configs(base: TrainConfig, factors=FR_LR_FACTORS, scopes=("population",), la
         if lagrange:
             out[run_name(scoped.replace(method="lagrange"), base)] = scoped.replace(method="lagrange")
         for factor in factors:
-            config = scoped.replace(method="two_losses", fr_lr=base.lr * factor)
+            config = scoped.replace(method="alternating", fr_lr=base.lr * factor)
             out[run_name(config, base)] = config
     return out
 

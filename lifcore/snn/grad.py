@@ -1,7 +1,7 @@
 """Gradient estimators for `LIFNetwork`: BPTT (autograd) and e-prop (Bellec et al. 2020).
 
 Seed 001, slides "RNN Gradients" to "The eligibility vector for LIF neurons". For the
-LIF of `lifcore.lif` the eligibility vector of synapse j <- i is a low-pass of the
+LIF of `lifcore.snn.lif` the eligibility vector of synapse j <- i is a low-pass of the
 *presynaptic* activity only,
 
     eps_ji[t] = alpha eps_ji[t-1] + z_i[t-1]     (recurrent; eps[0] = 0)
@@ -53,7 +53,7 @@ def _eprop_pass(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, accumulate: b
     """One forward pass in time; with `accumulate`, the e-prop gradient sums (memory O(B n + n^2))."""
     params: LIFParameters = net.parameters_for_step()
     T, B, _ = x.shape
-    state = zero_state(B, net.n_rec, device=x.device, dtype=x.dtype)
+    state = zero_state(B, net.n_neurons, device=x.device, dtype=x.dtype)
     learn_threshold = isinstance(net.v_th, torch.nn.Parameter)
     if accumulate:
         grad_in = torch.zeros_like(net.w_in)
@@ -61,8 +61,8 @@ def _eprop_pass(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, accumulate: b
         grad_bias = torch.zeros_like(net.bias) if net.bias is not None else None
         grad_th = torch.zeros_like(net.v_th) if learn_threshold else None
         trace_in = torch.zeros(B, net.n_in, device=x.device, dtype=x.dtype)
-        trace_rec = torch.zeros(B, net.n_rec, device=x.device, dtype=x.dtype)
-        trace_th = torch.zeros(B, net.n_rec, device=x.device, dtype=x.dtype)
+        trace_rec = torch.zeros(B, net.n_neurons, device=x.device, dtype=x.dtype)
+        trace_th = torch.zeros(B, net.n_neurons, device=x.device, dtype=x.dtype)
         trace_bias = 0.0
     alpha = net.alpha
     for t, x_t in enumerate(x.unbind(0)):
@@ -108,23 +108,26 @@ def eprop_gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss):
     knows ``L[t]`` at every step. Returns ``(grads, loss_value)``.
     """
     net.check_input(x)
-    loss.begin(x.shape[0], (x.shape[1], net.n_rec), x.device, x.dtype)
+    loss.begin(x.shape[0], (x.shape[1], net.n_neurons), x.device, x.dtype)
     if loss.needs_statistics:
         _eprop_pass(net, x, loss, accumulate=False)
     grads = _eprop_pass(net, x, loss, accumulate=True)
     return {name: grads[name] for name in named_trainable(net)}, loss.value()
 
 
-GRADIENT_METHODS = ("eprop", "bptt", "bptt_stop_z")
+GRADIENT_METHODS = ("eprop", "bptt")
 
 
-def gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, method: str = "eprop"):
-    """``(grads, loss_value)`` by `method`: "eprop", "bptt" (full) or "bptt_stop_z"."""
+def gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, method: str = "eprop", mode: str = "full"):
+    """``(grads, loss_value)`` by `method`: "eprop", or "bptt" with the BPTT `mode` ("full",
+    "detach_reset" or "stop_z"; ignored by e-prop)."""
     if method not in GRADIENT_METHODS:
         raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, GRADIENT_METHODS))}")
+    if mode not in BPTT_MODES:
+        raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(map(repr, BPTT_MODES))}")
     if method == "eprop":
         return eprop_gradients(net, x, loss)
-    return bptt_gradients(net, x, loss, mode="stop_z" if method == "bptt_stop_z" else "full")
+    return bptt_gradients(net, x, loss, mode=mode)
 
 
 def gradient_alignment(reference: dict, estimate: dict) -> dict[str, float]:

@@ -12,17 +12,19 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .grad import GRADIENT_METHODS, apply_gradients, gradients
+from .grad import BPTT_MODES, GRADIENT_METHODS, apply_gradients, gradients
 from .lif import LIFNetwork
 from .losses import SpikeLoss
 
 
-
 def fit(net: LIFNetwork, inputs: torch.Tensor | Callable[[int], torch.Tensor], loss: SpikeLoss, method: str = "eprop",
-        steps: int = 100, lr: float = 1e-2, progress: bool = True) -> dict:
-    """Train `net` in place. `inputs` is a ``[T, B, n_in]`` tensor or ``step -> tensor``."""
+        steps: int = 100, lr: float = 1e-2, progress: bool = True, mode: str = "full") -> dict:
+    """Train `net` in place. `inputs` is a ``[T, B, n_in]`` tensor or ``step -> tensor``;
+    `method` "eprop" or "bptt" (with the BPTT `mode`, see `lifcore.snn.grad.gradients`)."""
     if method not in GRADIENT_METHODS:
         raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, GRADIENT_METHODS))}")
+    if mode not in BPTT_MODES:
+        raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(map(repr, BPTT_MODES))}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
@@ -30,7 +32,7 @@ def fit(net: LIFNetwork, inputs: torch.Tensor | Callable[[int], torch.Tensor], l
     for step in tqdm(range(steps), disable=not progress, desc=method):
         x = inputs(step) if callable(inputs) else inputs
         start = time.perf_counter()
-        grads, value = gradients(net, x, loss, method)
+        grads, value = gradients(net, x, loss, method, mode)
         optimizer.zero_grad()
         apply_gradients(net, grads)
         optimizer.step()

@@ -1,0 +1,12 @@
+"""Part I (seed 001): spiking LIF networks and their gradients.
+
+`surrogate` (pseudo-derivatives), `lif` (the network: functional step + `nn.Module`),
+`transfer` (the f-I curve), `losses` (rate, rate-variance and readout losses with their
+exact learning signals), `grad` (BPTT and e-prop), `fit` (a training loop), `measure`
+(time and peak memory), `branching` (branching-parameter estimators).
+"""
+from . import branching, fit, grad, lif, losses, measure, surrogate, transfer
+from .grad import bptt_gradients, eprop_gradients, gradient_alignment, gradients
+from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step
+from .losses import RateLoss, RateVarianceLoss, ReadoutLoss
+from .transfer import lif_rate, simulated_rate, soft_lif_rate, soft_lif_rate_derivative

@@ -1,0 +1,200 @@
+"""Everything that determines a training run of the coding model, checked field by field.
+
+`TrainConfig()` is the project's own model (the soft-LIF encoder, the population-mean
+Lagrange constraint with its own dual step, Adam); `deck_config(steps)` is the deck's
+`train.py` (dcb198e) defaults, with the milestones of its schedule (plateau decay,
+jitter and centring window) at the same fractions of the run's length as in the deck's
+one-million-step runs. A bad field raises ValueError naming it and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..coding import ENCODERS
+from ..coding.data import CENTERING, MASKS
+from ..coding.encoder import GAIN_AT
+from ..constraints import FR_SCOPES, METHODS, OPTIMIZERS
+from ..constraints.lagrange import MULTIPLIER_INITS
+from ..device import resolve_device
+
+LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
+UNITS = ("nats", "bits")
+FR_PARAMS = ("all", "nonlinearity")
+DTYPES = ("float32", "float64")
+DECK_REFERENCE_STEPS = 1_000_000  # the length of the deck's runs as its figures show them
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A run of the coding model under a rate constraint. The comments give units and meaning;
+    `lifcore` (package docstring) has the glossary of names."""
+
+    # the encoder (lifcore.coding)
+    encoder: str = "soft_lif"        # "soft_lif" (the project's) or "softplus" (the deck's)
+    n_neurons: int = 300
+    input_noise: float = 0.4         # s_in, patch units
+    output_noise: float = 0.02       # s_out, rate units (spikes per step for soft_lif)
+    gain_at: str = "clean"           # where G and the constrained rate are evaluated: "clean" or "noisy" (the deck)
+    renormalize: bool = False        # filters back to unit norm after every step (the deck)
+    alpha: float = 0.9               # soft_lif: membrane decay per step
+    v_th: float = 1.0                # soft_lif: initial threshold
+    sharpness: float = 10.0          # soft_lif: of the soft f-I curve
+    weight_scale: float = 0.002      # soft_lif: initial filter scale (small: random filters would stay visible as noise)
+    initial_rate: float = 0.02       # soft_lif: the initial bias fires every neuron at this rate
+    learn_threshold: bool = False    # soft_lif: thresholds learn too (else only biases, with the filters)
+    softplus_beta: float = 2.5       # softplus: a softplus(u - b; beta)
+    # the constraint (lifcore.constraints)
+    method: str = "lagrange"
+    fr_scope: str = "population"     # "neuron": one constraint per neuron (the deck); "population": the mean
+    r0: float = 0.02                 # target rate (spikes per step for soft_lif; 1 in the deck)
+    rate_weight: float = 1.0         # weight of sum h^2 (two_losses, alternating, penalty)
+    fr_lr: float | None = None       # the rate step's learning rate (the deck's FR_learning_rate); None: lr
+    multiplier_lr: float | None = 300.0  # lagrange: own dual step; None: the multipliers in the same optimiser (the deck)
+    multiplier_init: str = "zero"    # lagrange: "uniform" U(0, 1) (the deck) or "zero"
+    rho: float = 0.0                 # lagrange: augmented-Lagrangian weight (the deck: 1)
+    weights_see_rate_loss: bool = True  # two_losses: W's step includes sum h^2's gradient, as the deck's code did
+    fr_params: str = "all"           # alternating: the rate step moves "all" parameters (the toy) or the "nonlinearity"
+    homeostatic_ema: float = 0.001   # gamma: weight of the newest rate in the moving average
+    # optimisation
+    steps: int = 200
+    batch_size: int = 32
+    lr: float = 5e-4
+    optimizer: str = "adam"
+    lr_schedule: str = "constant"    # constant, exponential, cosine (to lr * lr_final_factor), plateau (the deck)
+    lr_final_factor: float = 0.01
+    plateau_start: int = 0           # plateau: stepped after this iteration (deck: 10,000)
+    plateau_patience: int = 500
+    plateau_cooldown: int = 10
+    plateau_factor: float = 0.5
+    plateau_threshold: float = 1e-4  # relative
+    clip_grad_norm: float = 0.0      # 0: none (the deck: 20, over all parameters)
+    jitter_start: int = 0            # W <- W |W|^power at iterations start, start + every, ..., stop (0: never)
+    jitter_stop: int = 0
+    jitter_every: int = 0
+    jitter_power: float = 0.25
+    centering_weight: float = 0.0    # weight of the filters' spatial variance for start <= iteration < stop
+    centering_start: int = 0
+    centering_stop: int = 0
+    units: str = "nats"              # of the information in the objective (the deck: bits)
+    seed: int = 0
+    # data (lifcore.coding.data)
+    patch_size: int = 10
+    n_patches: int = 20_000          # training patches cut once (held-out: a tenth, from other images)
+    centering: str = "dataset"       # "image": the deck's per-image normalisation
+    mask: str = "none"               # "circular": the deck's soft window
+    images: tuple = ()               # scikit-image names or files; () = the default photographs
+    cov_batches: int = 100           # batches of `batch_size` for the streaming estimate of C_x
+    eval_size: int = 256             # the fixed training patches on which the history is measured
+    # what is recorded (lifcore.train.record)
+    log_every: int = 10
+    histogram_every: int = 50
+    matrices_every: int = 0          # 0: only at the last step
+    matrices_window: int = 1000      # MI_numerator/denominator: mean over at most this many last steps
+    kl_every: int = 0                # the posterior KL (D x D matrices, costly); 0: never
+    record_around_steps: bool = False  # the objective around each step's parts, every step
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if isinstance(self.images, list):  # YAML has lists, not tuples
+            object.__setattr__(self, "images", tuple(self.images))
+        choices = {"encoder": tuple(ENCODERS), "method": tuple(METHODS), "fr_scope": FR_SCOPES,
+                   "optimizer": tuple(OPTIMIZERS), "lr_schedule": LR_SCHEDULES, "centering": CENTERING, "mask": MASKS,
+                   "dtype": DTYPES, "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
+                   "fr_params": FR_PARAMS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
+        positive_ints = ("steps", "batch_size", "n_neurons", "patch_size", "n_patches", "cov_batches", "log_every",
+                         "histogram_every", "eval_size", "matrices_window")
+        counts = ("matrices_every", "kl_every", "plateau_start", "plateau_patience", "plateau_cooldown", "jitter_start",
+                  "jitter_stop", "jitter_every", "centering_start", "centering_stop", "seed")
+        for name in positive_ints + counts:
+            value, low = getattr(self, name), 1 if name in positive_ints else 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+        positive = ("lr", "rate_weight", "input_noise", "output_noise", "sharpness", "v_th", "weight_scale",
+                    "initial_rate", "softplus_beta", "r0")
+        non_negative = ("rho", "clip_grad_norm", "centering_weight", "jitter_power", "plateau_threshold")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or value < 0 or (value == 0 and name in positive)):
+                raise ValueError(f"{name}={value!r} must be a finite number {'> 0' if name in positive else '>= 0'}")
+        for name in ("fr_lr", "multiplier_lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a finite number > 0 (or None)")
+        for name, low, high in (("alpha", 0, 1), ("lr_final_factor", 0, 1 + 1e-12), ("plateau_factor", 0, 1),
+                                ("homeostatic_ema", 0, 1 + 1e-12)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and low < value < high):
+                raise ValueError(f"{name}={value!r} must be in ({low}, {min(high, 1):g}{']' if high > 1 else ')'}")
+        if self.encoder == "soft_lif" and not self.r0 < 1:
+            raise ValueError(f"r0={self.r0!r} must be a rate in (0, 1) spikes per step for encoder='soft_lif'")
+        if self.method == "gamma" and self.encoder != "softplus":
+            raise ValueError("method='gamma' sets a multiplicative gain: it needs encoder='softplus'")
+        if self.jitter_every and self.jitter_stop < self.jitter_start:
+            raise ValueError(f"jitter_stop={self.jitter_stop} must be >= jitter_start={self.jitter_start}")
+        if not isinstance(self.images, tuple):
+            raise ValueError(f"images={self.images!r} must be a tuple of image names or paths (or a folder in a 1-tuple)")
+        resolve_device(self.device)  # raises ValueError naming device
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.patch_size**2
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def asdict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """The run's name in the cache: a hash of every field and of the code the loop runs
+        (`lifcore.train.store.run_key`)."""
+        from .store import run_key
+
+        return run_key(self)
+
+
+def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
+    """The deck's run (`train.py` at dcb198e, DECK-CODE.md), `steps` long.
+
+    Model: softplus encoder, 300 neurons, s_in 0.4, s_out 3, gain at the noisy input, unit-norm
+    filters. Data: 18 x 18 patches of per-image normalised photographs under the circular
+    mask, C_x from 100,000 patches. Method: Lagrange per neuron, augmented (rho = 1), the
+    multipliers in the same SGD optimiser (lr 0.01) from U(0, 1), gradient norm clipped at 20;
+    Two_losses (``method="two_losses"``) with FR_learning_rate 0.01; target rate 1 per neuron;
+    information in bits. Schedule: plateau decay (factor 0.5, patience 500, cooldown 10,
+    threshold 1e-4) after iteration 10,000; jitter (power 0.25) every 5,000 iterations and
+    centring (weight 0.02) from 300,000 to 500,000. The milestones scale with
+    ``steps / 1,000,000`` (the deck's runs as its figures show them; its `train.py` default
+    is 3,000,000). Logging as the deck: scalars every 10 iterations, images and histograms
+    every 1,000, MI_numerator and MI_denominator averaged over the last 1,000.
+    """
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps={steps!r} must be a positive integer")
+    scale = steps / DECK_REFERENCE_STEPS
+
+    def at(iteration: int, low: int = 1) -> int:
+        return max(low, round(iteration * scale))
+
+    deck = dict(
+        encoder="softplus", n_neurons=300, input_noise=0.4, output_noise=3.0, gain_at="noisy", renormalize=True,
+        softplus_beta=2.5, method="lagrange", fr_scope="neuron", r0=1.0, rate_weight=1.0, fr_lr=0.01,
+        multiplier_lr=None, multiplier_init="uniform", rho=1.0, weights_see_rate_loss=True, homeostatic_ema=0.001,
+        steps=steps, batch_size=128, lr=0.01, optimizer="sgd", lr_schedule="plateau", plateau_start=at(10_000, 0),
+        plateau_patience=at(500), plateau_cooldown=at(10, 0), plateau_factor=0.5, plateau_threshold=1e-4,
+        clip_grad_norm=20.0, jitter_start=at(300_000), jitter_stop=at(500_000), jitter_every=at(5_000),
+        jitter_power=0.25, centering_weight=0.02, centering_start=at(300_000), centering_stop=at(500_000),
+        units="bits", patch_size=18, centering="image", mask="circular", n_patches=100_000, cov_batches=782,
+        eval_size=128, log_every=at(10), histogram_every=at(1_000), matrices_every=at(1_000),
+        matrices_window=at(1_000), kl_every=0)
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
+    return TrainConfig(**(deck | overrides))

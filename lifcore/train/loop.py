@@ -1,0 +1,160 @@
+"""Training the coding model under a rate constraint: a loop that calls small hooks.
+
+``train(config)`` returns a `Run` (the encoder, its history, C_x, the patches). Each step:
+the schedule's hooks (jitter, learning rates), one batch and one draw of the input noise,
+the constraint method's step on a closure that evaluates the objective and the rates on
+them (`lifcore.constraints`), the divergence check, the plateau schedule, the recorder
+(`lifcore.train.record`), a checkpoint (`lifcore.train.store`). Same seed, same device,
+same run:
+
+* a finished run is loaded, not retrained; an interrupted one resumes from its last
+  checkpoint bit-identically (model, method, schedule, both random generators, history);
+* a NaN or Inf in the objective or the parameters (or a covariance that stops being
+  positive definite) stops the run with `DivergenceError`, naming the step and the
+  checkpoint that stays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..coding.data import PatchDataset
+from ..coding.encoder import Encoder
+from ..coding.info import NATS_PER_BIT, NotPositiveDefiniteError
+from ..coding.kernels import jitter_, spatial_variance
+from ..constraints import Evaluation
+from ..device import resolve_device
+from .build import DTYPES, build_encoder, build_method, dataset_for, estimate_input_covariance
+from .config import TrainConfig
+from .record import Recorder
+from .schedule import Schedule
+from .store import RunStore
+
+
+class DivergenceError(RuntimeError):
+    """A run produced NaN or Inf; the message says where, and which checkpoint was kept."""
+
+
+@dataclass
+class Run:
+    config: TrainConfig
+    model: Encoder
+    history: dict
+    input_covariance: torch.Tensor
+    data: PatchDataset = field(repr=False)
+    path: Path | None = None
+
+    def series(self, tag: str) -> tuple[list[int], list]:
+        """Steps and values of one history tag."""
+        entries = self.history.get(tag, [])
+        return [s for s, _ in entries], [v for _, v in entries]
+
+
+def _finite(*tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint_every: int = 100,
+          progress: bool = True, writer=None, callback: Callable | None = None) -> Run:
+    """Train (or load, or resume) the run of `config`. See the module docstring.
+
+    `writer`: anything with TensorBoard's ``add_scalar(tag, value, step)`` (optional).
+    `callback(step, model)`: called after every step (the tests inject faults with it).
+    ``cache_dir=None`` trains in memory without writing anything.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig; got {type(config).__name__}")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive integer")
+    device, dtype = resolve_device(config.device), DTYPES[config.dtype]
+    torch.manual_seed(config.seed)
+    data = dataset_for(config)
+    batches = torch.Generator().manual_seed(config.seed)
+    input_covariance = estimate_input_covariance(data, config, batches)
+    encoder = build_encoder(config, device)
+    method = build_method(config, encoder)
+    schedule = Schedule(config, method.info_optimizer)
+    store = RunStore(cache_dir, config)
+
+    finished = store.result(device)
+    if finished is not None:
+        encoder.load_state_dict(finished["model"])
+        method.load_state_dict(finished["method"])
+        return Run(config, encoder, finished["history"], input_covariance, data, store.path)
+
+    noise = torch.Generator().manual_seed(config.seed + 1)
+    history: dict[str, list] = {}
+    recorder = Recorder(config, encoder, method, data, input_covariance, history, writer)
+    start = 0
+    state = store.checkpoint(device)
+    if state is not None:
+        encoder.load_state_dict(state["model"])
+        method.load_state_dict(state["method"])
+        schedule.load_state_dict(state["schedule"])
+        recorder.load_state_dict(state["recorder"])
+        batches.set_state(state["batches"])
+        noise.set_state(state["noise"])
+        history.update(state["history"])
+        start = state["step"]
+
+    def snapshot(done: int) -> dict:
+        return {"model": encoder.state_dict(), "method": method.state_dict(), "schedule": schedule.state_dict(),
+                "recorder": recorder.state_dict(), "batches": batches.get_state(), "noise": noise.get_state(),
+                "history": history, "step": done}
+
+    def diverged(step: int, what: str) -> DivergenceError:
+        return DivergenceError(f"run {config.key()} diverged at step {step}: {what}; {store.describe_checkpoint()}. "
+                               "Lower lr (or fr_lr) or check the config.")
+
+    cov = input_covariance.to(device, dtype)
+    units_per_nat = 1.0 if config.units == "nats" else 1.0 / NATS_PER_BIT
+    if start == 0:
+        recorder.measure(0)
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
+               desc=f"{config.method} {config.key()[:6]}")
+    for step in bar:
+        iteration = step + 1  # the deck counts from 1
+        if schedule.jitter_now(iteration):
+            jitter_(encoder.weights, config.jitter_power)
+        schedule.set_learning_rates(method, step)
+        point = encoder.operating_point(data.batch(config.batch_size, batches).to(device, dtype), noise)
+        centering = schedule.centering_now(iteration)
+        first_pass: dict = {}
+
+        def evaluate() -> Evaluation:
+            out = encoder.evaluate(point, cov)
+            objective = -out["MI"].mean() * units_per_nat
+            if centering:
+                objective = objective + config.centering_weight * spatial_variance(encoder.weights, config.patch_size)
+            if not first_pass:
+                first_pass.update(gain=out["gain"].detach(), signal=out["signal"].detach(), wwt=out["wwt"].detach())
+            return Evaluation(objective, out["rate"].mean(0))
+
+        done = step + 1
+        try:
+            record = method.step(evaluate)
+            if callback is not None:
+                callback(step, encoder)
+            if not _finite(record["objective"], *encoder.parameters()):
+                raise diverged(step, f"objective {record['objective'].item()} or a parameter is NaN/Inf")
+            schedule.after_step(iteration, record["loss"].item())
+            recorder.after_step(done, record, first_pass)
+            if recorder.due(done):
+                recorder.measure(done)
+        except NotPositiveDefiniteError as err:  # a NaN or Inf shows up as a failed Cholesky
+            bar.close()
+            raise diverged(step, str(err).split(";")[0]) from err
+        except DivergenceError:
+            bar.close()
+            raise
+        if progress and "info/I" in history:
+            bar.set_postfix(I=f"{history['info/I'][-1][1]:.2f}", rate=f"{history['rate/mean'][-1][1]:.4f}")
+        if done % checkpoint_every == 0 or done == config.steps:
+            store.save_checkpoint(snapshot(done))
+    bar.close()
+    store.save_result({"model": encoder.state_dict(), "method": method.state_dict(), "history": history})
+    return Run(config, encoder, history, input_covariance, data, store.path)

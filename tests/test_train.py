@@ -1,0 +1,240 @@
+"""Training runs: the constraint methods on the coding models, the deck's config, the cache, resume
+and the divergence guard (issues 3 and 10)."""
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from lifcore.train import DivergenceError, TrainConfig, deck_config, train
+from lifcore.train.store import code_digest
+
+# quick settings: a 48-neuron model of 4x4 patches, 400 steps, learning rates decayed (cosine) so that the
+# final rate is not a snapshot of the optimiser's jitter
+QUICK = dict(steps=400, n_neurons=48, patch_size=4, batch_size=64, lr=3e-3, n_patches=5000, log_every=50, r0=0.02,
+             lr_schedule="cosine", lr_final_factor=0.01)
+
+
+def train_rate(run):
+    with torch.no_grad():
+        return run.model.rate(run.data.train[:4000]).mean().item()
+
+
+@pytest.mark.parametrize("method, settings", [
+    ("lagrange", dict(multiplier_lr=300.0)),
+    # alternating settles above r0 by an offset ~ lr / (rate_weight fr_lr) (see the next test): SGD, as in the
+    # deck's toy, with a strong rate step (rate_weight fr_lr = 10; 30 diverges) and a slow information step
+    ("alternating", dict(optimizer="sgd", lr=3e-4, fr_lr=0.1, rate_weight=100.0)),
+    ("penalty", dict(rate_weight=1e6)),
+])
+def test_each_method_brings_the_mean_rate_to_r0(method, settings):
+    run = train(TrainConfig(method=method, **(QUICK | settings)), cache_dir=None, progress=False)
+    rate = train_rate(run)
+    _, mi = run.series("info/I")
+    print(f"\n{method}: mean rate {rate:.4f} (r0 = 0.02), MI {mi[0]:.2f} -> {mi[-1]:.2f} nats")
+    assert abs(rate - 0.02) / 0.02 < 0.05
+
+
+def test_alternating_stationary_point_sits_above_r0_by_an_offset_that_grows_with_lr():
+    """The alternating scheme is not the constrained optimum: at its fixed point the rate step
+    cancels the information step, which needs a rate error ~ lr / (rate_weight fr_lr) (cf. the toy model)."""
+    settings = dict(QUICK, optimizer="sgd", fr_lr=0.1, rate_weight=100.0)
+    slow = train_rate(train(TrainConfig(method="alternating", **(settings | dict(lr=3e-4))), cache_dir=None, progress=False))
+    fast = train_rate(train(TrainConfig(method="alternating", **(settings | dict(lr=1e-3))), cache_dir=None, progress=False))
+    print(f"\nalternating offset: lr 3e-4 -> {slow / 0.02 - 1:+.1%}, lr 1e-3 -> {fast / 0.02 - 1:+.1%}")
+    assert 0 < slow - 0.02 < fast - 0.02
+    assert fast / 0.02 - 1 > 2 * (slow / 0.02 - 1)
+
+
+def test_bias_and_threshold_alone_do_not_hold_the_rate_of_the_soft_lif_model():
+    """The bias-and-threshold reading of the deck's method on the project's model (alternating, the rate
+    step moving only biases and thresholds): the weights, pushed by the information term alone, drive
+    the rates up faster than biases and thresholds pull them down. The thresholds rise, yet the mean
+    rate ends far above r0."""
+    run = train(TrainConfig(method="alternating", fr_params="nonlinearity", learn_threshold=True,
+                            **(QUICK | dict(fr_lr=3e-3))),
+                cache_dir=None, progress=False)
+    rate = train_rate(run)
+    print(f"\nalternating on bias and threshold: mean rate {rate:.4f} (r0 = 0.02), mean threshold {run.model.v_th.mean().item():.2f}")
+    assert rate > 3 * 0.02
+    assert run.model.v_th.mean().item() > 1.5
+
+
+def test_mi_rises_and_kl_equals_mi_in_the_history():
+    # starting at the target rate, so that the first steps are not spent lowering it
+    run = train(TrainConfig(method="lagrange", initial_rate=0.02, kl_every=50, **QUICK), cache_dir=None, progress=False)
+    steps, mi = run.series("info/I")
+    kl_steps, kl = run.series("info/KL_posterior")
+    assert mi[-1] > mi[0] and kl_steps == steps and len(kl) == 9
+    for a, b in zip(mi, kl):
+        assert abs(a - b) <= 1e-4 * abs(a)  # float32 MI against the float64 posterior path
+    # the deck's tags, in bits: KL = 2 I, MI = H_X + I
+    _, deck_kl = run.series("terms/KL")
+    _, deck_mi = run.series("terms/MI")
+    _, hx = run.series("terms/H_X")
+    for i, k, m, h in zip(mi, deck_kl, deck_mi, hx):
+        assert k == pytest.approx(2 * i / math.log(2), rel=1e-12)
+        assert m == pytest.approx(h + i / math.log(2), rel=1e-12)
+    entropy_nats = 0.5 * torch.linalg.slogdet(2 * math.pi * math.e * run.input_covariance)[1].item()
+    assert hx[0] == pytest.approx(entropy_nats / math.log(2), rel=1e-9)
+
+
+SMALL = dict(steps=12, n_neurons=16, patch_size=3, batch_size=16, n_patches=2000, cov_batches=10, log_every=2,
+             histogram_every=4, matrices_every=6)
+# the deck's run at 30 steps: plateau after 1 step (patience 1), jitter at 9, 12, 15, centring for 9 <= it < 15
+DECK_SMALL = dict(n_neurons=16, patch_size=4, batch_size=16, n_patches=2000, cov_batches=10, eval_size=32,
+                  log_every=2, histogram_every=5, matrices_every=5, matrices_window=3, jitter_every=3)
+
+
+@pytest.mark.parametrize("make", [lambda: TrainConfig(method="lagrange", multiplier_lr=10.0, **SMALL),
+                                  lambda: deck_config(30, method="two_losses", **DECK_SMALL)],
+                         ids=["soft_lif lagrange", "deck two_losses with plateau, jitter and centring"])
+def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, make):
+    config = make()
+    reference = train(config, cache_dir=tmp_path / "a", checkpoint_every=4, progress=False)
+
+    def interrupt(step, model):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, cache_dir=tmp_path / "b", checkpoint_every=4, progress=False, callback=interrupt)
+    state = torch.load(tmp_path / "b" / config.key() / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 8 and not (tmp_path / "b" / config.key() / "result.pt").exists()
+    resumed = train(config, cache_dir=tmp_path / "b", checkpoint_every=4, progress=False)
+    for name, value in reference.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    assert set(reference.history) == set(resumed.history)
+    for tag, entries in reference.history.items():
+        again = resumed.history[tag]
+        assert [s for s, _ in entries] == [s for s, _ in again], tag
+        for (_, a), (_, b) in zip(entries, again):
+            assert torch.equal(torch.as_tensor(a), torch.as_tensor(b)), tag
+
+
+def test_a_finished_run_is_loaded_not_retrained(tmp_path):
+    config = TrainConfig(method="alternating", **SMALL)
+    first = train(config, cache_dir=tmp_path, progress=False)
+    calls = []
+    second = train(config, cache_dir=tmp_path, progress=False, callback=lambda s, m: calls.append(s))
+    assert calls == [] and torch.equal(first.model.weights, second.model.weights)
+    assert set(first.history) >= {"info/I", "terms/MI", "terms/KL", "terms/H_X", "histogram/r", "histogram/r_neuron",
+                                  "W_grad/info", "W_grad/rate", "W_grad", "kernels", "MI_numerator", "MI_denominator",
+                                  "WCxW", "rate/error"}
+
+
+def test_an_injected_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = TrainConfig(method="penalty", rate_weight=100.0, **SMALL)
+
+    def poison(step, model):
+        if step == 6:
+            with torch.no_grad():
+                model.weights[0, 0] = float("nan")
+
+    with pytest.raises(DivergenceError, match="diverged at step 6.*last good checkpoint"):
+        train(config, cache_dir=tmp_path, checkpoint_every=4, progress=False, callback=poison)
+    state = torch.load(tmp_path / config.key() / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (tmp_path / config.key() / "result.pt").exists()
+
+
+def test_the_cache_key_covers_every_field():
+    swaps = {"lagrange": "penalty", "population": "neuron", "adam": "sgd", "constant": "cosine",
+             "dataset": "patch", "cpu": "auto", "float32": "float64", "soft_lif": "softplus", "clean": "noisy",
+             "nats": "bits", "zero": "uniform", "all": "nonlinearity", "none": "circular"}
+
+    def changed(value):
+        if value is None:
+            return 0.1
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, (int, float)):
+            return (value * 0.5 or 0.5) if isinstance(value, float) else value + 1
+        if isinstance(value, tuple):
+            return ("astronaut",)
+        return swaps[value]
+
+    base = TrainConfig()
+    keys = {base.replace(**{f.name: changed(getattr(base, f.name))}).key() for f in dataclasses.fields(TrainConfig)}
+    assert len(keys | {base.key()}) == len(dataclasses.fields(TrainConfig)) + 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("method", "bias_threshold"), ("method", "gamma"), ("fr_scope", "layer"), ("optimizer", "lbfgs"),
+    ("lr_schedule", "step"), ("steps", 0), ("batch_size", 1.5), ("lr", -1.0), ("lr", float("nan")), ("r0", 0.0),
+    ("r0", 2.0), ("alpha", 1.0), ("input_noise", 0.0), ("fr_lr", -0.1), ("device", "tpu"), ("dtype", "float16"),
+    ("centering", "zca"), ("lr_final_factor", 0.0), ("matrices_every", -1), ("images", "astronaut"),
+    ("encoder", "relu"), ("gain_at", "both"), ("units", "bans"), ("mask", "square"), ("multiplier_lr", 0.0),
+    ("rho", -1.0), ("plateau_factor", 1.0), ("homeostatic_ema", 0.0), ("clip_grad_norm", -1.0), ("fr_params", "bias"),
+    ("jitter_stop", -1), ("softplus_beta", 0.0),
+])
+def test_bad_config_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field if field != "method" or value != "gamma" else "softplus"):
+        TrainConfig(**{field: value})
+
+
+def test_alternating_records_the_objective_around_each_rate_step():
+    run = train(TrainConfig(method="alternating", record_around_steps=True, **SMALL), cache_dir=None, progress=False)
+    steps, before = run.series("info/I_before_step")
+    steps_info, after_info = run.series("info/I_after_info_step")
+    steps_rate, after_rate = run.series("info/I_after_rate_step")
+    assert steps == steps_info == steps_rate == list(range(1, SMALL["steps"] + 1))
+    assert all(a != b for a, b in zip(after_info, after_rate))
+
+
+@pytest.mark.parametrize("method", ["lagrange", "two_losses", "gamma"])
+def test_the_quick_deck_config_trains_each_deck_method(method):
+    config = deck_config(40, method=method, record_around_steps=method == "two_losses", **DECK_SMALL)
+    run = train(config, cache_dir=None, progress=False)
+    norms = run.model.weights.detach().norm(dim=1)
+    torch.testing.assert_close(norms, torch.ones_like(norms), rtol=1e-5, atol=0)  # unit norm after every step
+    steps, kernels = run.series("kernels")
+    assert steps == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    for w in kernels:
+        torch.testing.assert_close(w.norm(dim=1), torch.ones(16), rtol=1e-5, atol=0)
+    _, per_patch = run.series("histogram/r")
+    _, per_neuron = run.series("histogram/r_neuron")
+    assert per_patch[-1].shape == (32,) and per_neuron[-1].shape == (16,)
+    # histogram/r is each patch's mean over neurons: both histograms share one grand mean
+    assert per_patch[-1].mean().item() == pytest.approx(per_neuron[-1].mean().item(), rel=1e-5)
+    _, info = run.series("info/I")
+    assert all(math.isfinite(v) for v in info) and info[-1] > info[0]
+    if method == "lagrange":
+        assert run.series("histogram/lambda")[1][-1].shape == (16,)
+    if method == "two_losses":
+        assert len(run.series("info/I_after_rate_step")[1]) == 40 and len(run.series("info/I_after_both_steps")[1]) == 40
+    if method == "gamma":
+        _, gains = run.series("histogram/gain")
+        assert not torch.equal(gains[-1], torch.ones(16))
+
+
+def test_deck_config_scales_the_decks_schedule():
+    full = deck_config()
+    assert (full.steps, full.batch_size, full.lr, full.fr_lr, full.r0, full.rho, full.clip_grad_norm) == \
+        (1_000_000, 128, 0.01, 0.01, 1.0, 1.0, 20.0)
+    assert (full.jitter_start, full.jitter_stop, full.jitter_every, full.plateau_start, full.plateau_patience) == \
+        (300_000, 500_000, 5_000, 10_000, 500)
+    assert (full.patch_size, full.input_noise, full.output_noise, full.units, full.fr_scope) == (18, 0.4, 3.0, "bits", "neuron")
+    book = deck_config(2000)
+    assert (book.jitter_start, book.jitter_stop, book.jitter_every, book.centering_start, book.centering_stop) == \
+        (600, 1000, 10, 600, 1000)
+    assert (book.plateau_start, book.plateau_patience, book.log_every, book.matrices_every) == (20, 1, 1, 2)
+    with pytest.raises(ValueError, match="unknown TrainConfig field.*lagrange_lr"):
+        deck_config(100, lagrange_lr=1.0)
+
+
+def test_the_cache_key_follows_the_training_code_not_the_recording_code():
+    from lifcore.train import store
+    modules = set()
+    stack = ["lifcore.train.loop"]
+    while stack:
+        name = stack.pop()
+        if name in modules or name in store.NOT_NUMBERS:
+            continue
+        modules.add(name)
+        stack.extend(store._imports(name, store._module_file(name)))
+    assert {"lifcore.coding.softplus", "lifcore.constraints.two_losses", "lifcore.train.schedule",
+            "lifcore.snn.transfer", "lifcore.coding.data"} <= modules
+    assert not modules & {"lifcore.train.record", "lifcore.train.store", "lifcore.tiles", "lifcore.snn.fit"}
+    assert len(code_digest()) == 32
