@@ -73,8 +73,8 @@ def notebook_parameters(profile: dict, stem: str) -> dict:
 def stamp_of(notebook: Path, parameters: dict) -> str:
     digest = hashlib.sha256(notebook.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True).encode())
-    for source in sorted((ROOT / "lifcore").rglob("*.py")):
-        digest.update(source.read_bytes())
+    for source in sorted((ROOT / "lifcore").rglob("*.py")) + sorted(notebook.parent.glob("*.py")):
+        digest.update(source.read_bytes())  # the package and the notebooks' own helpers (chapter_runs.py)
     return digest.hexdigest()
 
 

@@ -81,9 +81,11 @@ def test_mi_rises_and_kl_equals_mi_in_the_history():
 
 SMALL = dict(steps=12, n_neurons=16, patch_size=3, batch_size=16, n_patches=2000, cov_batches=10, log_every=2,
              histogram_every=4, matrices_every=6)
-# the deck's run at 30 steps: plateau after 1 step (patience 1), jitter at 9, 12, 15, centring for 9 <= it < 15
+# the deck's run at 30 steps: plateau after step 0 (patience 2, to see it act), jitter at 9, 12, 15, centring
+# for 9 <= it < 15
 DECK_SMALL = dict(n_neurons=16, patch_size=4, batch_size=16, n_patches=2000, cov_batches=10, eval_size=32,
-                  log_every=2, histogram_every=5, matrices_every=5, matrices_window=3, jitter_every=3)
+                  log_every=2, histogram_every=5, matrices_every=5, matrices_window=3, jitter_every=3,
+                  plateau_patience=2, plateau_cooldown=0)
 
 
 @pytest.mark.parametrize("make", [lambda: TrainConfig(method="lagrange", multiplier_lr=10.0, **SMALL),
@@ -92,6 +94,8 @@ DECK_SMALL = dict(n_neurons=16, patch_size=4, batch_size=16, n_patches=2000, cov
 def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, make):
     config = make()
     reference = train(config, cache_dir=tmp_path / "a", checkpoint_every=4, progress=False)
+    if config.lr_schedule == "plateau":  # the schedule's state must survive the interruption: it has to act
+        assert len(set(reference.series("lr")[1])) > 1
 
     def interrupt(step, model):
         if step == 9:
@@ -219,7 +223,8 @@ def test_deck_config_scales_the_decks_schedule():
     book = deck_config(2000)
     assert (book.jitter_start, book.jitter_stop, book.jitter_every, book.centering_start, book.centering_stop) == \
         (600, 1000, 10, 600, 1000)
-    assert (book.plateau_start, book.plateau_patience, book.log_every, book.matrices_every) == (20, 1, 1, 2)
+    assert (book.plateau_start, book.plateau_patience, book.log_every, book.matrices_every) == (20, 500, 10, 100)
+    assert (full.log_every, full.histogram_every, full.matrices_every, full.matrices_window) == (10, 1000, 1000, 1000)
     with pytest.raises(ValueError, match="unknown TrainConfig field.*lagrange_lr"):
         deck_config(100, lagrange_lr=1.0)
 

@@ -172,8 +172,13 @@ def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
     threshold 1e-4) after iteration 10,000; jitter (power 0.25) every 5,000 iterations and
     centring (weight 0.02) from 300,000 to 500,000. The milestones scale with
     ``steps / 1,000,000`` (the deck's runs as its figures show them; its `train.py` default
-    is 3,000,000). Logging as the deck: scalars every 10 iterations, images and histograms
-    every 1,000, MI_numerator and MI_denominator averaged over the last 1,000.
+    is 3,000,000); the plateau's patience and cooldown do not: they count noisy losses, not
+    a fraction of training. (The deck's loss is negative, and PyTorch's relative threshold
+    ``loss < best (1 - 1e-4)`` then accepts a loss slightly *worse* than the best as an
+    improvement: on a noisy loss about every other step resets the count, and 500 bad
+    steps in a row practically never happen.) Logging as the deck at its length (scalars every 10 iterations, images and
+    histograms every 1,000, MI_numerator and MI_denominator averaged over the 1,000 before each);
+    a shorter run keeps at least 200 scalar and 20 image records where it can.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
@@ -187,12 +192,12 @@ def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
         softplus_beta=2.5, method="lagrange", fr_scope="neuron", r0=1.0, rate_weight=1.0, fr_lr=0.01,
         multiplier_lr=None, multiplier_init="uniform", rho=1.0, weights_see_rate_loss=True, homeostatic_ema=0.001,
         steps=steps, batch_size=128, lr=0.01, optimizer="sgd", lr_schedule="plateau", plateau_start=at(10_000, 0),
-        plateau_patience=at(500), plateau_cooldown=at(10, 0), plateau_factor=0.5, plateau_threshold=1e-4,
+        plateau_patience=500, plateau_cooldown=10, plateau_factor=0.5, plateau_threshold=1e-4,
         clip_grad_norm=20.0, jitter_start=at(300_000), jitter_stop=at(500_000), jitter_every=at(5_000),
         jitter_power=0.25, centering_weight=0.02, centering_start=at(300_000), centering_stop=at(500_000),
         units="bits", patch_size=18, centering="image", mask="circular", n_patches=100_000, cov_batches=782,
-        eval_size=128, log_every=at(10), histogram_every=at(1_000), matrices_every=at(1_000),
-        matrices_window=at(1_000), kl_every=0)
+        eval_size=128, log_every=max(1, min(10, steps // 200)), histogram_every=max(1, min(1_000, steps // 20)),
+        matrices_every=max(1, min(1_000, steps // 20)), matrices_window=max(1, min(1_000, steps // 20)), kl_every=0)
     unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
