@@ -8,9 +8,11 @@ then SGD (``fr_lr`` 0.2) on (x2 - 3)^2 over x2 alone. `alternating` is that loop
 gradients written out (``grad(-f) = 2 f P (x - u)``), vectorised over K initial conditions;
 `lagrange` and `penalty` are the update rules of `lifcore.constraints` on the same problem.
 (In the deck's coding model, Two_losses moves disjoint parameters; here both optimisers
-move x2: the scheme is `lifcore.constraints`' ``alternating``, not its ``two_losses``.) The
-tests run the deck's own code as the oracle, and the methods of `lifcore.constraints`
-against these loops.
+move x2: the scheme is `lifcore.constraints`' ``alternating``, not its ``two_losses``.)
+`disjoint` is the toy as the deck's coding model runs Two_losses: both gradients at the
+same point, then the second optimiser steps x2 alone and the first x1 alone. The tests
+run the deck's own code as the oracle, and the methods of `lifcore.constraints` against
+these loops.
 
 Trajectories are ``[kept, 2]`` for one start ``[2]`` or ``[kept, K, 2]`` for ``[K, 2]``;
 ``traj[0] = x0`` and ``traj[j]`` is the point after ``j * every`` iterations (with
@@ -29,7 +31,7 @@ COUPLING = 0.7  # the off-diagonal of P (the diagonal is 1)
 TARGET_X2 = 3.0
 # the constrained optimum: on x2 = 3, f is largest where d f/d x1 = 0, x1 = u1 - 0.7 (3 - u2)
 CONSTRAINED_OPTIMUM = (CENTER[0] - COUPLING * (TARGET_X2 - CENTER[1]), TARGET_X2)
-METHODS = ("alternating", "lagrange", "penalty")
+METHODS = ("alternating", "disjoint", "lagrange", "penalty")
 
 
 def bump(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -92,6 +94,9 @@ def run(method: str, x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, *, mu
             x1.sub_(lr * g1)
             x2.sub_(lr * g2)
             x2.sub_(fr_lr * rate_weight * 2.0 * (x2 - TARGET_X2))  # second optimiser, on the updated x2
+        elif method == "disjoint":  # the deck's Two_losses order: the rate step on x2, the information step on x1
+            x2.sub_(fr_lr * rate_weight * 2.0 * (x2 - TARGET_X2))
+            x1.sub_(lr * g1)  # with the gradient taken before the rate step
         elif method == "lagrange":
             error = x2 - TARGET_X2
             x1.sub_(lr * g1)
@@ -115,6 +120,13 @@ def run(method: str, x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, *, mu
 def alternating(x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, **kwargs):
     """The deck's two-optimiser toy loop (`Gamma_toy.py`; both optimisers move x2)."""
     return run("alternating", x0, steps, lr, fr_lr, **kwargs)
+
+
+def disjoint(x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, **kwargs):
+    """The toy as the deck's coding model runs Two_losses: the first optimiser moves x1 alone, the
+    second x2 alone. Its fixed point is the constrained optimum itself: x2 = 3 from the second
+    step, and then ``d f / d x1 = 0`` on that line."""
+    return run("disjoint", x0, steps, lr, fr_lr, **kwargs)
 
 
 def lagrange(x0, steps: int, lr: float = 0.01, multiplier_lr: float = 0.2, rho: float = 0.0, **kwargs):

@@ -30,7 +30,7 @@ def base_config(**part2) -> TrainConfig:
     after the information step and after the rate step (for the KL-around-each-step chapter),
     and the posterior KL is measured with every log (for the KL-versus-MI chapter)."""
     merged = QUICK | part2
-    return TrainConfig(**({"record_around_steps": True, "kl_every": merged["log_every"]} | merged))
+    return TrainConfig(**({"record_around_steps": merged["steps"], "kl_every": merged["log_every"]} | merged))
 
 
 def run_name(config: TrainConfig, base: TrainConfig) -> str:

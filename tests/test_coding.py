@@ -228,3 +228,27 @@ def test_average_covariances_equal_the_mean_of_per_sample_matrices(patches):
 def test_deck_entropy_offset_is_the_missing_colour_dimensions():
     # D/2 log2(2 pi e) with D = 18^2 instead of 3 * 18^2
     assert data.deck_entropy_offset_bits(18) == pytest.approx(-(3 * 324 - 324) / 2 * math.log2(2 * math.pi * math.e))
+
+
+def synthetic_field(patch_size, centre, sigma, colour=(1.0, 1.0, 1.0), sign=1.0):
+    y, x = torch.meshgrid(torch.arange(patch_size, dtype=torch.float64), torch.arange(patch_size, dtype=torch.float64),
+                          indexing="ij")
+    blob = torch.exp(-((y - centre[0]) ** 2 + (x - centre[1]) ** 2) / (2 * sigma**2))
+    return (sign * blob[..., None] * torch.tensor(colour, dtype=torch.float64)).reshape(-1)
+
+
+def test_field_descriptors_of_synthetic_filters():
+    from lifcore.coding import fields
+    w = torch.stack([synthetic_field(9, (2, 6), 0.8), synthetic_field(9, (6, 2), 0.8, sign=-1.0),
+                     synthetic_field(9, (4, 4), 0.8, colour=(1.0, -1.0, 0.0)),
+                     torch.randn(243, generator=torch.Generator().manual_seed(0), dtype=torch.float64)])
+    d = fields.describe(w, 9)
+    torch.testing.assert_close(d["centre"][0], torch.tensor([2.0, 6.0], dtype=torch.float64), atol=1e-3, rtol=0)
+    torch.testing.assert_close(d["centre"][1], torch.tensor([6.0, 2.0], dtype=torch.float64), atol=1e-3, rtol=0)
+    assert d["polarity"].tolist()[:2] == [1.0, -1.0]
+    assert d["luminance_share"][0].item() == pytest.approx(1.0) and d["luminance_share"][2].item() == pytest.approx(0.0, abs=1e-12)
+    assert d["spread"][0] < 1.5 < 3.0 < d["spread"][3]  # a blob is localized, white noise is not
+    order = fields.neuron_order(w[:3], 9)
+    assert order.tolist() == [0, 2, 1]  # ON achromatic, then the opponent one (its peak is ON), then OFF
+    with pytest.raises(ValueError, match="unknown keys"):
+        fields.neuron_order(w, 9, by=("size",))

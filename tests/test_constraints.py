@@ -81,8 +81,8 @@ def test_deck_two_losses_step_equals_the_rule_by_hand(weights_see_rate_loss):
     lr, fr_lr, r0, clip = 0.05, 0.2, 1.0, 0.1
     method = constraints.make("two_losses", [encoder.weights], [encoder.log_gain, encoder.log_threshold], r0=r0,
                               lr=lr, fr_lr=fr_lr, fr_scope="neuron", clip_grad_norm=clip, optimizer="sgd",
-                              project=encoder.project_, weights_see_rate_loss=weights_see_rate_loss,
-                              measure_around_steps=True)
+                              project=encoder.project_, weights_see_rate_loss=weights_see_rate_loss)
+    method.measure = True  # record the objective after each part of the step
     w, lg, lt = leaves(encoder)
     kl, rates, _, _ = deck_forward(w, lg, lt, point, cx)
     objective = -0.5 * kl.mean()

@@ -45,6 +45,7 @@ def test_vectorised_starts_equal_single_starts():
 
 @pytest.mark.parametrize("method, options, toy_options", [
     ("alternating", dict(fr_lr=0.2), dict(fr_lr=0.2)),
+    ("two_losses", dict(fr_lr=0.2), dict(fr_lr=0.2)),
     ("lagrange", dict(multiplier_lr=0.2, rho=1.0, multiplier_init="zero"), dict(multiplier_lr=0.2, rho=1.0)),
     ("penalty", dict(rate_weight=5.0), dict(rate_weight=5.0)),
 ])
@@ -53,14 +54,15 @@ def test_constraint_methods_give_the_same_trajectories(method, options, toy_opti
     starts = torch.tensor(STARTS, dtype=torch.float64)
     x1 = starts[:, 0].clone().requires_grad_(True)
     x2 = starts[:, 1].clone().requires_grad_(True)
-    rate_params = [x2] if method == "alternating" else None
-    stepper = constraints.make(method, [x1, x2], rate_params, r0=3.0, lr=0.01, fr_scope="neuron", n_neurons=len(STARTS),
-                               optimizer="sgd", **options)
+    info_params = [x1] if method == "two_losses" else [x1, x2]  # the deck's Two_losses: disjoint sets
+    rate_params = [x2] if method in ("alternating", "two_losses") else None
+    stepper = constraints.make(method, info_params, rate_params, r0=3.0, lr=0.01, fr_scope="neuron",
+                               n_neurons=len(STARTS), optimizer="sgd", **options)
     points = [starts.clone()]
     for _ in range(400):
         stepper.step(lambda: Evaluation(-toy.bump(x1, x2).sum(), x2))
         points.append(torch.stack((x1, x2), -1).detach().clone())
-    expected = toy.run(method, starts, 400, 0.01, **toy_options)
+    expected = toy.run("disjoint" if method == "two_losses" else method, starts, 400, 0.01, **toy_options)
     torch.testing.assert_close(torch.stack(points), expected, rtol=0, atol=1e-12)
 
 
@@ -72,6 +74,13 @@ def test_stationary_point_of_alternating_is_not_the_constrained_optimum():
     # the augmented Lagrangian lands on the constrained optimum itself
     final_lagrange = toy.lagrange(torch.tensor([2.0, 1.0]), 30000, multiplier_lr=0.2, rho=1.0, last_only=True)[-1]
     torch.testing.assert_close(final_lagrange, torch.tensor(toy.CONSTRAINED_OPTIMUM, dtype=torch.float64), rtol=0, atol=1e-9)
+
+
+def test_disjoint_toy_converges_to_the_constrained_optimum():
+    """With disjoint parameters (the deck's Two_losses) there is no offset: x2 = 3 is the second step's
+    fixed point, and on that line the first step climbs to the best x1."""
+    final = toy.disjoint(torch.tensor([2.0, 1.0]), 30000, last_only=True)[-1]
+    torch.testing.assert_close(final, torch.tensor(toy.CONSTRAINED_OPTIMUM, dtype=torch.float64), rtol=0, atol=1e-9)
 
 
 def test_offset_grows_with_the_ratio_of_learning_rates():

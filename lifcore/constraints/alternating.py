@@ -21,9 +21,8 @@ from .base import ConstraintMethod
 class Alternating(ConstraintMethod):
     name = "alternating"
 
-    def __init__(self, info_params, rate_params=None, *, measure_around_steps: bool = False, **common):
+    def __init__(self, info_params, rate_params=None, **common):
         super().__init__(info_params, rate_params, **common)
-        self.measure = bool(measure_around_steps)
         self.optimizers = {"info": self.optimizer_class(self.info_params, lr=self.lr),
                            "rate": self.optimizer_class(self.rate_params, lr=self.fr_lr)}
 

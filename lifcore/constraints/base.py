@@ -8,6 +8,8 @@ error is
 
     h_j = r_j - r0             (fr_scope="neuron": one constraint per unit, the deck's)
     h   = mean_j r_j - r0      (fr_scope="population": one for the population mean)
+    h_b = mean_j r_bj - r0     (fr_scope="patch": one per patch of the batch, on its population rate;
+                                needs the per-sample rates ``rates`` [B, N] in the evaluation)
 
 Each method is one class with a `step`; `constraint_term(h)` is what the constraint adds
 to the loss that the filters see (its gradient is the logged ``W_grad/rate``), None when
@@ -21,7 +23,7 @@ from typing import Callable, Iterable
 
 import torch
 
-FR_SCOPES = ("neuron", "population")
+FR_SCOPES = ("neuron", "population", "patch")
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
@@ -29,12 +31,18 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 class Evaluation:
     """What a constraint method needs from one forward pass."""
 
-    objective: torch.Tensor   # scalar, to minimise
-    rate: torch.Tensor        # [N] batch-mean rate of each unit
+    objective: torch.Tensor             # scalar, to minimise
+    rate: torch.Tensor                  # [N] batch-mean rate of each unit
+    rates: torch.Tensor | None = None   # [B, N] per-sample rates (the "patch" scope needs them)
 
 
-def rate_error(rate: torch.Tensor, r0: float, fr_scope: str) -> torch.Tensor:
-    """``h = r - r0`` per unit (neuron) or ``mean(r) - r0`` (population)."""
+def rate_error(rate: torch.Tensor, r0: float, fr_scope: str, rates: torch.Tensor | None = None) -> torch.Tensor:
+    """``h = r - r0`` per unit (neuron), ``mean(r) - r0`` (population), or each sample's
+    ``mean_j r_bj - r0`` from `rates` ``[B, N]`` (patch)."""
+    if fr_scope == "patch":
+        if rates is None:
+            raise ValueError("fr_scope='patch' needs the per-sample rates [B, N]")
+        return rates.mean(-1) - r0
     return (rate.mean(-1) if fr_scope == "population" else rate) - r0
 
 
@@ -87,6 +95,7 @@ class ConstraintMethod:
         self.project = project or (lambda: None)
         self.n_neurons = n_neurons  # units with a constraint each (fr_scope="neuron"); a method with state per unit needs it
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.measure = False  # methods with parts: record the objective after each part (set per step by the loop)
 
     # -- what a method defines ------------------------------------------------------------
     def step(self, evaluate: Callable[[], Evaluation]) -> dict:
@@ -116,7 +125,7 @@ class ConstraintMethod:
         return self.optimizers.get("info") or self.optimizers["main"]
 
     def error(self, evaluation: Evaluation) -> torch.Tensor:
-        return rate_error(evaluation.rate, self.r0, self.fr_scope)
+        return rate_error(evaluation.rate, self.r0, self.fr_scope, evaluation.rates)
 
     def rate_loss(self, error: torch.Tensor) -> torch.Tensor:
         """``rate_weight * sum h^2`` (the deck's ``loss_FR`` with weight 1)."""

@@ -27,6 +27,9 @@ class HomeostaticGain(ConstraintMethod):
         super().__init__(info_params, None, **common)
         if not (isinstance(ema, (int, float)) and 0 < ema <= 1):
             raise ValueError(f"homeostatic_ema={ema!r} must be in (0, 1]")
+        if self.fr_scope == "patch":
+            raise ValueError("fr_scope='patch' changes its constraints with every batch; method='gamma' keeps "
+                             "state per constraint (one gain per neuron): use 'neuron' or 'population'")
         if self.fr_scope == "neuron" and not self.n_neurons:
             raise ValueError("fr_scope='neuron' needs n_neurons (one gain per neuron)")
         self.ema, self.set_gain = float(ema), set_gain

@@ -33,6 +33,9 @@ class Lagrange(ConstraintMethod):
             raise ValueError(f"rho={rho!r} must be a number >= 0 (the augmented-Lagrangian weight)")
         if multiplier_lr is not None:
             check_positive(multiplier_lr=multiplier_lr)
+        if self.fr_scope == "patch":
+            raise ValueError("fr_scope='patch' changes its constraints with every batch; method='lagrange' keeps "
+                             "state per constraint (one multiplier per constraint): use 'neuron' or 'population'")
         if self.fr_scope == "neuron" and not self.n_neurons:
             raise ValueError("fr_scope='neuron' needs n_neurons (one multiplier per neuron)")
         self.rho, self.multiplier_lr = float(rho), multiplier_lr

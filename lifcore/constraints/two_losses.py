@@ -15,7 +15,7 @@ stays in ``W.grad`` and the information step descends ``-I + sum_j h_j^2`` over 
 disjoint scheme the slide describes (the filters see the information term alone).
 ``FR_learning_rate`` scales only the gain-and-threshold step either way.
 
-With `measure_around_steps`, the objective on the same batch and noise is recorded
+With `measure` set, the objective on the same batch and noise is recorded
 before the iteration, after the rate step and after both steps (the deck's slide
 "Recording KL before and after adjusting FR", in the deck's step order).
 """
@@ -29,8 +29,7 @@ from .base import ConstraintMethod
 class TwoLosses(ConstraintMethod):
     name = "two_losses"
 
-    def __init__(self, info_params, rate_params, *, weights_see_rate_loss: bool = True,
-                 measure_around_steps: bool = False, **common):
+    def __init__(self, info_params, rate_params, *, weights_see_rate_loss: bool = True, **common):
         if rate_params is None:
             raise ValueError("method='two_losses' needs rate_params (the nonlinearity's gain and threshold)")
         super().__init__(info_params, rate_params, **common)
@@ -38,7 +37,7 @@ class TwoLosses(ConstraintMethod):
         if shared:
             raise ValueError("method='two_losses' moves disjoint parameter sets; info_params and rate_params overlap "
                              "(the shared-parameter scheme is method='alternating')")
-        self.weights_see_rate_loss, self.measure = bool(weights_see_rate_loss), bool(measure_around_steps)
+        self.weights_see_rate_loss = bool(weights_see_rate_loss)
         self.optimizers = {"info": self.optimizer_class(self.info_params, lr=self.lr),
                            "rate": self.optimizer_class(self.rate_params, lr=self.fr_lr)}
 

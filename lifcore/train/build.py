@@ -71,9 +71,8 @@ def build_method(config: TrainConfig, encoder: Encoder) -> ConstraintMethod:
                   project=encoder.project_, n_neurons=config.n_neurons)
     options = {
         "lagrange": dict(rho=config.rho, multiplier_lr=config.multiplier_lr, multiplier_init=config.multiplier_init),
-        "two_losses": dict(weights_see_rate_loss=config.weights_see_rate_loss,
-                           measure_around_steps=config.record_around_steps),
-        "alternating": dict(measure_around_steps=config.record_around_steps),
+        "two_losses": dict(weights_see_rate_loss=config.weights_see_rate_loss),
+        "alternating": {},
         "gamma": dict(set_gain=getattr(encoder, "set_homeostatic_gain", None), ema=config.homeostatic_ema),
         "penalty": {},
     }[config.method]

@@ -93,7 +93,7 @@ class TrainConfig:
     matrices_every: int = 0          # 0: only at the last step
     matrices_window: int = 1000      # MI_numerator/denominator: mean over at most this many last steps
     kl_every: int = 0                # the posterior KL (D x D matrices, costly); 0: never
-    record_around_steps: bool = False  # the objective around each step's parts, every step
+    record_around_steps: int = 0     # the objective around each step's parts, for this many last steps (0: none)
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -109,7 +109,8 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
         positive_ints = ("steps", "batch_size", "n_neurons", "patch_size", "n_patches", "cov_batches", "log_every",
                          "histogram_every", "eval_size", "matrices_window")
-        counts = ("matrices_every", "kl_every", "plateau_start", "plateau_patience", "plateau_cooldown", "jitter_start",
+        counts = ("matrices_every", "kl_every", "record_around_steps", "plateau_start", "plateau_patience",
+                  "plateau_cooldown", "jitter_start",
                   "jitter_stop", "jitter_every", "centering_start", "centering_stop", "seed")
         for name in positive_ints + counts:
             value, low = getattr(self, name), 1 if name in positive_ints else 0

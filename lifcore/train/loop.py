@@ -121,6 +121,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
         if schedule.jitter_now(iteration):
             jitter_(encoder.weights, config.jitter_power)
         schedule.set_learning_rates(method, step)
+        method.measure = step >= config.steps - config.record_around_steps
         point = encoder.operating_point(data.batch(config.batch_size, batches).to(device, dtype), noise)
         centering = schedule.centering_now(iteration)
         first_pass: dict = {}
@@ -132,7 +133,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
                 objective = objective + config.centering_weight * spatial_variance(encoder.weights, config.patch_size)
             if not first_pass:
                 first_pass.update(gain=out["gain"].detach(), signal=out["signal"].detach(), wwt=out["wwt"].detach())
-            return Evaluation(objective, out["rate"].mean(0))
+            return Evaluation(objective, out["rate"].mean(0), out["rate"])
 
         done = step + 1
         try:

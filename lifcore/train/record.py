@@ -28,8 +28,8 @@ not apply it to W), ``W_grad`` (their sum, the deck's tag before its clipping), 
 ``MI_denominator``: batch means on each training step's own batch, averaged over the last
 `matrices_window` steps, as the deck's were over the last 1,000.
 
-With `record_around_steps`, on every step's own batch: ``info/I_before_step`` and, as the
-method reports them, ``info/I_after_info_step``, ``info/I_after_rate_step``,
+For the last `record_around_steps` steps, on every step's own batch: ``info/I_before_step`` and,
+as the method reports them, ``info/I_after_info_step``, ``info/I_after_rate_step``,
 ``info/I_after_both_steps`` (nats; minus the objective, so the centring penalty counts
 where it is active).
 """
@@ -91,7 +91,7 @@ class Recorder:
             pair = (mats["MI_numerator"], mats["MI_denominator"])
             self.sums = pair if self.sums is None else tuple(a + b for a, b in zip(self.sums, pair))
             self.count += 1
-        if self.config.record_around_steps:
+        if done > self.config.steps - self.config.record_around_steps:
             to_nats = 1.0 / self.units_per_nat
             self.log("info/I_before_step", done, -record["objective"].item() * to_nats)
             for key, tag in AROUND_STEP_TAGS.items():
@@ -105,7 +105,7 @@ class Recorder:
             out = self.encoder.evaluate(self.eval_point, self.cov)
             rates = out["rate"]
             info_nats = out["MI"].double().mean().item()
-            error = rate_error(rates.mean(0), self.method.r0, self.method.fr_scope)
+            error = rate_error(rates.mean(0), self.method.r0, self.method.fr_scope, rates)
         if self._every(c.log_every, done) or done in (0, c.steps):
             info_bits = info_nats / NATS_PER_BIT
             self.log("info/I", done, info_nats)
@@ -147,7 +147,7 @@ class Recorder:
         out = encoder.evaluate(self.eval_point, self.cov)
         objective = -out["MI"].mean() * self.units_per_nat
         (grad_info,) = torch.autograd.grad(objective, weights, retain_graph=True)
-        error = rate_error(out["rate"].mean(0), self.method.r0, self.method.fr_scope)
+        error = rate_error(out["rate"].mean(0), self.method.r0, self.method.fr_scope, out["rate"])
         term = self.method.constraint_term(error)
         grad_rate = torch.zeros_like(grad_info)
         if term is not None and self.method.rate_moves(weights):
