@@ -9,7 +9,8 @@ Layout
 ``constraints/``  rate-constraint methods behind one driver: lagrange, two_losses, gamma (homeostatic),
                   alternating, penalty
 ``train/``        config, build, schedule, loop, record, store (the run cache)
-``toy``           the two-parameter toy problem; ``tiles`` receptive fields as colour tiles
+``toy``           the two-parameter toy problem; ``tiles`` receptive fields as colour tiles;
+``plots``         figures several chapters draw alike (ridge plots of histograms)
 
 Glossary: one name per concept
 ------------------------------
@@ -34,7 +35,7 @@ Glossary: one name per concept
                    ``H_X + I`` in bits, the patch entropy in bits (``lifcore.train.record``)
 ``beta``           the deck's weight of its "KL" in the loss (-1/2: the loss is ``-I`` in bits)
 """
-from . import coding, constraints, snn, tiles, toy, train
+from . import coding, constraints, plots, snn, tiles, toy, train
 from .coding import SoftLIFEncoder, SoftplusEncoder
 from .device import resolve_device
 from .snn import (LIFNetwork, LIFParameters, LIFState, RateLoss, RateVarianceLoss, ReadoutLoss, bptt_gradients,
@@ -48,6 +49,6 @@ __all__ = [
     "RateLoss", "RateVarianceLoss", "ReadoutLoss",
     "lif_rate", "soft_lif_rate", "soft_lif_rate_derivative", "simulated_rate",
     "SoftLIFEncoder", "SoftplusEncoder", "TrainConfig", "deck_config", "DivergenceError",
-    "resolve_device", "coding", "constraints", "snn", "tiles", "toy", "train",
+    "resolve_device", "coding", "constraints", "plots", "snn", "tiles", "toy", "train",
 ]
 __version__ = "0.2.0"

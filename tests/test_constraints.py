@@ -75,13 +75,15 @@ def test_deck_lagrange_step_equals_the_rule_by_hand():
     torch.testing.assert_close(record["rate_error"], h.detach(), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("weights_see_rate_loss", [True, False])
-def test_deck_two_losses_step_equals_the_rule_by_hand(weights_see_rate_loss):
+@pytest.mark.parametrize("weights_see_rate_loss, shared", [(True, False), (False, False), (True, True)],
+                         ids=["the deck's code", "as the slide says", "information moves gain and threshold too"])
+def test_deck_two_losses_step_equals_the_rule_by_hand(weights_see_rate_loss, shared):
     encoder, point, cx = small_deck(seed=1)
     lr, fr_lr, r0, clip = 0.05, 0.2, 1.0, 0.1
-    method = constraints.make("two_losses", [encoder.weights], [encoder.log_gain, encoder.log_threshold], r0=r0,
+    nonlinearity = [encoder.log_gain, encoder.log_threshold]
+    method = constraints.make("two_losses", [encoder.weights] + (nonlinearity if shared else []), nonlinearity, r0=r0,
                               lr=lr, fr_lr=fr_lr, fr_scope="neuron", clip_grad_norm=clip, optimizer="sgd",
-                              project=encoder.project_, weights_see_rate_loss=weights_see_rate_loss)
+                              project=encoder.project_, weights_see_rate_loss=weights_see_rate_loss, shared=shared)
     method.measure = True  # record the objective after each part of the step
     w, lg, lt = leaves(encoder)
     kl, rates, _, _ = deck_forward(w, lg, lt, point, cx)
@@ -94,11 +96,13 @@ def test_deck_two_losses_step_equals_the_rule_by_hand(weights_see_rate_loss):
     # 2. the information step on W with the gradient from before it (and the rate loss's, as the deck's code),
     #    clipped over every parameter's gradient at that moment (gain and threshold hold the objective's)
     g_w = info_w + rate_w if weights_see_rate_loss else info_w
-    (g_w, _, _), norm = clipped([g_w, info_lg, info_lt], clip)
+    (g_w, g_lg, g_lt), norm = clipped([g_w, info_lg, info_lt], clip)
     assert norm > clip
+    # the information step moves gain and threshold on from where the rate step left them, when shared
+    lg2, lt2 = (lg1 - lr * g_lg, lt1 - lr * g_lt) if shared else (lg1, lt1)
     record = method.step(closure(encoder, point, cx))
-    torch.testing.assert_close(encoder.log_gain.detach(), lg1.detach(), rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(encoder.log_threshold.detach(), lt1.detach(), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(encoder.log_gain.detach(), lg2.detach(), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(encoder.log_threshold.detach(), lt2.detach(), rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(encoder.weights.detach(), unit_rows(w - lr * g_w).detach(), rtol=1e-6, atol=1e-9)
     # the objective around the rate step, on the same batch: after the rate step only gain and threshold moved
     kl_mid = deck_forward(w, lg1, lt1, point, cx)[0]

@@ -146,7 +146,7 @@ def test_an_injected_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_the_cache_key_covers_every_field():
     swaps = {"lagrange": "penalty", "population": "neuron", "adam": "sgd", "constant": "cosine",
              "dataset": "patch", "cpu": "auto", "float32": "float64", "soft_lif": "softplus", "clean": "noisy",
-             "nats": "bits", "zero": "uniform", "all": "nonlinearity", "none": "circular"}
+             "nats": "bits", "zero": "uniform", "all": "nonlinearity", "none": "circular", "filters": "all"}
 
     def changed(value):
         if value is None:

@@ -13,7 +13,9 @@ optimiser's gradients *before* ``loss_FR.backward()``, so the rate loss's gradie
 stays in ``W.grad`` and the information step descends ``-I + sum_j h_j^2`` over W, at
 ``lr``. ``weights_see_rate_loss=True`` (the default) reproduces that; ``False`` is the
 disjoint scheme the slide describes (the filters see the information term alone).
-``FR_learning_rate`` scales only the gain-and-threshold step either way.
+``FR_learning_rate`` scales only the gain-and-threshold step either way. With ``shared=True``
+(and gain and threshold among `info_params`) the information step moves them too, with the
+objective's gradient: the project's variant that tests what the deck's order costs.
 
 With `measure` set, the objective on the same batch and noise is recorded
 before the iteration, after the rate step and after both steps (the deck's slide
@@ -29,14 +31,17 @@ from .base import ConstraintMethod
 class TwoLosses(ConstraintMethod):
     name = "two_losses"
 
-    def __init__(self, info_params, rate_params, *, weights_see_rate_loss: bool = True, **common):
+    def __init__(self, info_params, rate_params, *, weights_see_rate_loss: bool = True, shared: bool = False,
+                 **common):
         if rate_params is None:
             raise ValueError("method='two_losses' needs rate_params (the nonlinearity's gain and threshold)")
         super().__init__(info_params, rate_params, **common)
-        shared = {id(p) for p in self.info_params} & {id(p) for p in self.rate_params}
-        if shared:
+        overlap = {id(p) for p in self.info_params} & {id(p) for p in self.rate_params}
+        if overlap and not shared:
             raise ValueError("method='two_losses' moves disjoint parameter sets; info_params and rate_params overlap "
-                             "(the shared-parameter scheme is method='alternating')")
+                             "(pass shared=True for an information step that moves the rate's parameters too, or "
+                             "use method='alternating', the toy's scheme)")
+        self.rate_ids = {id(p) for p in self.rate_params}
         self.weights_see_rate_loss = bool(weights_see_rate_loss)
         self.optimizers = {"info": self.optimizer_class(self.info_params, lr=self.lr),
                            "rate": self.optimizer_class(self.rate_params, lr=self.fr_lr)}
@@ -45,7 +50,7 @@ class TwoLosses(ConstraintMethod):
         return self.rate_loss(error)
 
     def rate_moves(self, param) -> bool:
-        return self.weights_see_rate_loss and any(param is p for p in self.info_params)
+        return self.weights_see_rate_loss and any(param is p for p in self.info_params) and id(param) not in self.rate_ids
 
     def step(self, evaluate):
         evaluation = evaluate()
@@ -68,12 +73,14 @@ class TwoLosses(ConstraintMethod):
             with torch.no_grad():
                 extra["objective_after_rate_step"] = evaluate().objective.detach()
         # 2. the information step moves W, with the gradient from before the rate step
+        for p in self.rate_params:  # the deck's backward computes these; its clip counts them (applied only if shared)
+            p.grad = zero_or(grads[id(p)][0], p)
         for p in self.info_params:
+            if id(p) in self.rate_ids:
+                continue
             g_info, g_rate = grads[id(p)]
             g = zero_or(g_info, p)
             p.grad = g + g_rate if (self.weights_see_rate_loss and g_rate is not None) else g
-        for p in self.rate_params:  # computed by the deck's backward, counted by its clip, never applied
-            p.grad = zero_or(grads[id(p)][0], p)
         self.clip_(params)
         self.optimizers["info"].step()
         self.project()

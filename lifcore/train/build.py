@@ -46,7 +46,8 @@ def build_encoder(config: TrainConfig, device) -> Encoder:
 def parameter_sets(config: TrainConfig, encoder: Encoder) -> tuple[list, list | None]:
     """Which parameters the objective and the rate step move, by method:
 
-    * two_losses: the filters, and the nonlinearity (the deck's W versus logA, logB);
+    * two_losses: the filters (or everything, ``info_moves="all"``), and the nonlinearity (the
+      deck's W versus logA, logB);
     * alternating: everything, and everything (``fr_params="all"``, the toy) or the nonlinearity;
     * gamma: the filters and the threshold (the gain is the homeostatic one);
     * lagrange, penalty: everything, in one step.
@@ -54,7 +55,7 @@ def parameter_sets(config: TrainConfig, encoder: Encoder) -> tuple[list, list | 
     groups = encoder.parameter_groups()
     everything = groups["filters"] + groups["nonlinearity"]
     if config.method == "two_losses":
-        return groups["filters"], groups["nonlinearity"]
+        return (groups["filters"] if config.info_moves == "filters" else everything), groups["nonlinearity"]
     if config.method == "alternating":
         if config.fr_params == "nonlinearity":
             return groups["filters"], groups["nonlinearity"]
@@ -71,7 +72,7 @@ def build_method(config: TrainConfig, encoder: Encoder) -> ConstraintMethod:
                   project=encoder.project_, n_neurons=config.n_neurons)
     options = {
         "lagrange": dict(rho=config.rho, multiplier_lr=config.multiplier_lr, multiplier_init=config.multiplier_init),
-        "two_losses": dict(weights_see_rate_loss=config.weights_see_rate_loss),
+        "two_losses": dict(weights_see_rate_loss=config.weights_see_rate_loss, shared=config.info_moves == "all"),
         "alternating": {},
         "gamma": dict(set_gain=getattr(encoder, "set_homeostatic_gain", None), ema=config.homeostatic_ema),
         "penalty": {},

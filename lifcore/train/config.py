@@ -22,6 +22,7 @@ from ..device import resolve_device
 LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 UNITS = ("nats", "bits")
 FR_PARAMS = ("all", "nonlinearity")
+INFO_MOVES = ("filters", "all")
 DTYPES = ("float32", "float64")
 DECK_REFERENCE_STEPS = 1_000_000  # the length of the deck's runs as its figures show them
 
@@ -55,6 +56,7 @@ class TrainConfig:
     multiplier_init: str = "zero"    # lagrange: "uniform" U(0, 1) (the deck) or "zero"
     rho: float = 0.0                 # lagrange: augmented-Lagrangian weight (the deck: 1)
     weights_see_rate_loss: bool = True  # two_losses: W's step includes sum h^2's gradient, as the deck's code did
+    info_moves: str = "filters"      # two_losses: the information step moves the "filters" (the deck) or "all"
     fr_params: str = "all"           # alternating: the rate step moves "all" parameters (the toy) or the "nonlinearity"
     homeostatic_ema: float = 0.001   # gamma: weight of the newest rate in the moving average
     # optimisation
@@ -103,7 +105,7 @@ class TrainConfig:
         choices = {"encoder": tuple(ENCODERS), "method": tuple(METHODS), "fr_scope": FR_SCOPES,
                    "optimizer": tuple(OPTIMIZERS), "lr_schedule": LR_SCHEDULES, "centering": CENTERING, "mask": MASKS,
                    "dtype": DTYPES, "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
-                   "fr_params": FR_PARAMS}
+                   "fr_params": FR_PARAMS, "info_moves": INFO_MOVES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
