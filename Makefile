@@ -20,8 +20,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: venv
 	$(PY) book/build.py --profile $(PROFILE)
 
+# one BLAS/OpenMP thread (book/build.py says why): robust on a busy machine, about as fast on a quiet one
 test: venv
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -q
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -q
 
 benchmark: venv
 	$(PY) benchmarks/lif_step.py
