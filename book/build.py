@@ -103,8 +103,22 @@ def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> flo
     if returncode != 0:
         raise RuntimeError(f"{notebook.name} failed (papermill exit {returncode}); "
                            f"the executed copy with the error is {partial}")
+    hide_parameter_cells(partial)
     partial.replace(target)
     return time.perf_counter() - start
+
+
+def hide_parameter_cells(path: Path) -> None:
+    """Tag the defaults cell and papermill's injected cell `remove-cell`: a page states the values
+    it ran with in its own words (its first printed line), not as two conflicting code cells."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = tags + ["remove-cell"]
+    nbformat.write(nb, path)
 
 
 def vendor(staging: Path) -> dict:
