@@ -115,6 +115,17 @@ class ConstraintMethod:
         return None
 
     # -- shared ---------------------------------------------------------------------------
+    def state_shape(self, what: str) -> tuple:
+        """The shape of the state a method keeps per constraint (`what`, e.g. "one multiplier"):
+        ``()`` for the population mean, ``(n_neurons,)`` per neuron; the patch scope changes its
+        constraints with every batch and can keep none."""
+        if self.fr_scope == "patch":
+            raise ValueError(f"fr_scope='patch' changes its constraints with every batch; method={self.name!r} keeps "
+                             f"{what} per constraint: use 'neuron' or 'population'")
+        if self.fr_scope == "neuron" and not self.n_neurons:
+            raise ValueError(f"fr_scope='neuron' needs n_neurons ({what} per neuron)")
+        return () if self.fr_scope == "population" else (self.n_neurons,)
+
     @property
     def all_params(self) -> list[torch.Tensor]:
         return unique(self.info_params + self.rate_params)

@@ -27,14 +27,9 @@ class HomeostaticGain(ConstraintMethod):
         super().__init__(info_params, None, **common)
         if not (isinstance(ema, (int, float)) and 0 < ema <= 1):
             raise ValueError(f"homeostatic_ema={ema!r} must be in (0, 1]")
-        if self.fr_scope == "patch":
-            raise ValueError("fr_scope='patch' changes its constraints with every batch; method='gamma' keeps "
-                             "state per constraint (one gain per neuron): use 'neuron' or 'population'")
-        if self.fr_scope == "neuron" and not self.n_neurons:
-            raise ValueError("fr_scope='neuron' needs n_neurons (one gain per neuron)")
+        shape = self.state_shape("one gain")
         self.ema, self.set_gain = float(ema), set_gain
         reference = self.info_params[0]
-        shape = () if self.fr_scope == "population" else (self.n_neurons,)
         self.average_rate = torch.ones(shape, dtype=reference.dtype, device=reference.device)
         self.set_gain(self.gain())
         self.optimizers = {"main": self.optimizer_class(self.info_params, lr=self.lr)}

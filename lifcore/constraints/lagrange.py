@@ -33,14 +33,9 @@ class Lagrange(ConstraintMethod):
             raise ValueError(f"rho={rho!r} must be a number >= 0 (the augmented-Lagrangian weight)")
         if multiplier_lr is not None:
             check_positive(multiplier_lr=multiplier_lr)
-        if self.fr_scope == "patch":
-            raise ValueError("fr_scope='patch' changes its constraints with every batch; method='lagrange' keeps "
-                             "state per constraint (one multiplier per constraint): use 'neuron' or 'population'")
-        if self.fr_scope == "neuron" and not self.n_neurons:
-            raise ValueError("fr_scope='neuron' needs n_neurons (one multiplier per neuron)")
+        shape = self.state_shape("one multiplier")
         self.rho, self.multiplier_lr = float(rho), multiplier_lr
         reference = self.info_params[0]
-        shape = () if self.fr_scope == "population" else (self.n_neurons,)
         if multiplier_init == "uniform":  # the deck's torch.rand, drawn from the global generator after the model
             multiplier = torch.rand(shape, dtype=reference.dtype).to(reference.device)
         else:
