@@ -26,6 +26,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import check  # noqa: E402  (book/check.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 SRC = BUILD / "src"
@@ -104,6 +107,10 @@ def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> flo
         raise RuntimeError(f"{notebook.name} failed (papermill exit {returncode}); "
                            f"the executed copy with the error is {partial}")
     hide_parameter_cells(partial)
+    found = check.problems(partial)
+    if found:
+        raise RuntimeError(f"{notebook.name} would publish what a page must not carry (book/check.py); the executed copy "
+                           f"is {partial}:\n    " + "\n    ".join(found))
     partial.replace(target)
     return time.perf_counter() - start
 

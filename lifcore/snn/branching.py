@@ -48,12 +48,15 @@ def multistep_branching(activity, k_max: int = 20, use_mrestimator: bool = False
         import logging
         import mrestimator as mre
 
+        import contextlib
+        import io
+
         logging.getLogger("mrestimator").setLevel(logging.ERROR)
-        # its progress bars are empty for a single fit; this changes only tqdm's default
-        # (lifcore's own bars pass `disable` explicitly)
-        mre.disable_progressbar()
-        coefficients = mre.coefficients(a, steps=(1, k_max), dt=1, dtunit="step", method="ts", desc="")
-        return float(mre.fit(coefficients, fitfunc="exponential", desc="").mre)
+        # mrestimator draws tqdm bars on stderr whatever `disable_progressbar` says: a published
+        # page must not carry them, so its stderr goes nowhere for these two calls
+        with contextlib.redirect_stderr(io.StringIO()):
+            coefficients = mre.coefficients(a, steps=(1, k_max), dt=1, dtunit="step", method="ts", desc="")
+            return float(mre.fit(coefficients, fitfunc="exponential", desc="").mre)
     ks = np.arange(1, k_max + 1)
     r = np.array([slope(a, k) for k in ks])
     keep = r > 0
