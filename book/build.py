@@ -170,6 +170,50 @@ def stage_config(staging: Path) -> None:
     (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+CLAIMS_MIME = "application/vnd.lifcore.claim+json"  # notebooks/claims.py
+CLAIMS_PAGE = "book/claims"
+
+
+def write_claims_page(entries: list[str], target: Path) -> int:
+    """The page "What the decks claimed, and what the book found", from the claims the executed
+    chapters recorded (notebooks/claims.py), in table-of-contents order. Returns their number."""
+    import nbformat
+
+    rows = []
+    for entry in entries:
+        executed = SRC / Path(entry).with_suffix(".ipynb")
+        if not executed.exists():
+            continue
+        nb = nbformat.read(executed, as_version=4)
+        title = next((c.source.splitlines()[0].lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"), entry)
+        for cell in nb.cells:
+            for output in cell.get("outputs", []):
+                claim = output.get("data", {}).get(CLAIMS_MIME)
+                if claim:
+                    rows.append((claim, title, Path(entry).name))
+
+    def cell(text):
+        return str(text).replace("|", "/").replace("\n", " ")
+
+    decks = {"001": "May 2021 (LIF networks)", "000": "January 2024 (efficient coding)"}
+    lines = ["# What the decks claimed, and what the book found", "",
+             "Every claim or open question of the two decks that a chapter tests, with the chapter's verdict and the",
+             "number that decides it. This page is generated at each build from the executed chapters (each records its",
+             "verdicts where it computes them, `notebooks/claims.py`): it cannot say what its chapters do not.", ""]
+    for deck in ("001", "000"):
+        mine = [r for r in rows if r[0]["deck"] == deck]
+        if not mine:
+            continue
+        lines += [f"## The deck of {decks[deck]}", "", "| slide | claim or question | verdict | deciding number | chapter |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {cell(c['slide'])} | {cell(c['claim'])} | **{cell(c['verdict'])}** | {cell(c['number'])} | "
+                  f"[{cell(title)}](../notebooks/{name}.ipynb) |" for c, title, name in mine]
+        lines.append("")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(lines) + "\n")
+    return len(rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="book", help="a file of book/profiles/ (default: book)")
@@ -208,6 +252,8 @@ def main(argv=None) -> int:
             except RuntimeError as err:
                 failures.append(str(err))
                 print(f"[book] {err}", file=sys.stderr, flush=True)
+        elif entry == CLAIMS_PAGE:
+            continue  # generated below, from the executed chapters
         else:
             page = source.with_suffix(".md")
             if not page.exists():
@@ -216,6 +262,9 @@ def main(argv=None) -> int:
             (SRC / page.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(page, SRC / page.relative_to(ROOT))
 
+    if CLAIMS_PAGE in toc_files(toc):
+        count = write_claims_page(toc_files(toc), SRC / f"{CLAIMS_PAGE}.md")
+        print(f"[book] {CLAIMS_PAGE}: {count} claims from the executed chapters")
     if timings:
         print("[book] execution times: " + ", ".join(f"{Path(k).stem} {v:.0f} s" for k, v in timings.items()))
     if failures:

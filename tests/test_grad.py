@@ -18,12 +18,13 @@ def losses(dtype, T=80, B=4):
         "rate": lifcore.RateLoss(r0=0.05, rate_weight=2.0),
         "readout": lifcore.ReadoutLoss(torch.randn(3, 16, dtype=dtype), torch.randn(T, B, 3, dtype=dtype)),
         "rate_variance": lifcore.RateVarianceLoss(sigma_r=0.0, rate_weight=10.0),
+        "rate_and_variance": lifcore.snn.SumLoss(lifcore.RateLoss(r0=0.05), lifcore.RateVarianceLoss(sigma_r=1e-4, rate_weight=10.0)),
     }
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 @pytest.mark.parametrize("recurrent", [True, False])
-@pytest.mark.parametrize("loss_name", ["rate", "readout", "rate_variance"])
+@pytest.mark.parametrize("loss_name", ["rate", "readout", "rate_variance", "rate_and_variance"])
 @pytest.mark.parametrize("learn", [False, True])
 def test_eprop_equals_bptt_with_stop_z(dtype, tol, recurrent, loss_name, learn):
     net, x = make_case(recurrent, dtype, learn)
@@ -64,7 +65,7 @@ def test_rate_variance_learning_signal_equals_autograd():
     torch.testing.assert_close(closed, autograd_signal, rtol=1e-10, atol=1e-18)
 
 
-@pytest.mark.parametrize("loss_name", ["rate", "readout"])
+@pytest.mark.parametrize("loss_name", ["rate", "readout", "rate_and_variance"])
 def test_learning_signals_equal_autograd(loss_name):
     z = (torch.rand(40, 2, 16, dtype=torch.float64) < 0.2).double().requires_grad_(True)
     loss = losses(torch.float64, T=40, B=2)[loss_name]

@@ -8,5 +8,5 @@ exact learning signals), `grad` (BPTT and e-prop), `fit` (a training loop), `mea
 from . import branching, fit, grad, lif, losses, measure, surrogate, transfer
 from .grad import bptt_gradients, eprop_gradients, gradient_alignment, gradients
 from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step
-from .losses import RateLoss, RateVarianceLoss, ReadoutLoss
+from .losses import RateLoss, RateVarianceLoss, ReadoutLoss, SumLoss
 from .transfer import lif_rate, simulated_rate, soft_lif_rate, soft_lif_rate_derivative

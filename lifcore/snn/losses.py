@@ -162,3 +162,36 @@ class ReadoutLoss(SpikeLoss):
 
     def value(self):
         return self.total
+
+
+class SumLoss(SpikeLoss):
+    """The sum of several spike losses, ``E = sum_k E_k``; its learning signal is the sum of theirs.
+
+    Used to constrain the rate variance at a held mean rate (``RateLoss(r0) + RateVarianceLoss(sigma_r)``),
+    so that networks trained to different variances are compared at one mean rate.
+    """
+
+    def __init__(self, *losses: SpikeLoss):
+        if not losses or not all(isinstance(loss, SpikeLoss) for loss in losses):
+            raise ValueError("losses must be one or more SpikeLoss instances")
+        self.losses = losses
+        self.needs_statistics = any(loss.needs_statistics for loss in losses)
+
+    def __call__(self, z):
+        return sum(loss(z) for loss in self.losses)
+
+    def begin(self, T, z_shape, device=None, dtype=torch.float32):
+        super().begin(T, z_shape, device, dtype)
+        for loss in self.losses:
+            loss.begin(T, z_shape, device, dtype)
+
+    def observe(self, t, z_t):
+        for loss in self.losses:
+            if loss.needs_statistics:
+                loss.observe(t, z_t)
+
+    def learning_signal(self, t, z_t):
+        return sum(loss.learning_signal(t, z_t) for loss in self.losses)
+
+    def value(self):
+        return sum(loss.value() for loss in self.losses)
