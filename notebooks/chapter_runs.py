@@ -40,6 +40,12 @@ def deck_base(**deck) -> TrainConfig:
     return deck_config(steps, **merged)
 
 
+def describe(base: TrainConfig) -> str:
+    """One line that states the model and the schedule a chapter ran with (its parameters, in words)."""
+    return (f"The deck's model: {base.n_neurons} softplus neurons, {base.patch_size}x{base.patch_size} RGB patches "
+            f"(D = {base.dim}), batches of {base.batch_size}, {base.steps} steps of SGD (lr {base.lr}), target rate {base.r0}")
+
+
 def deck_catalogue(base: TrainConfig) -> dict[str, TrainConfig]:
     """Every deck run a chapter may ask for, by name:
 

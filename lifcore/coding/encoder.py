@@ -58,6 +58,10 @@ class Encoder(nn.Module):
         """``{"filters": [W], "nonlinearity": [...]}``: what the information step and a rate step move."""
         raise NotImplementedError
 
+    def nonlinearity_values(self) -> dict[str, torch.Tensor]:
+        """The nonlinearity's per-neuron values ``[N]`` by name, as a run records their histograms."""
+        raise NotImplementedError
+
     # -- written once ---------------------------------------------------------------------
     @property
     def n_neurons(self) -> int:

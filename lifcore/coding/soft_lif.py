@@ -82,5 +82,8 @@ class SoftLIFEncoder(Encoder):
     def gain_of_current(self, u: torch.Tensor) -> torch.Tensor:
         return soft_lif_rate_derivative(u, self.alpha, self.v_th, self.sharpness)
 
+    def nonlinearity_values(self) -> dict[str, torch.Tensor]:
+        return {"bias": self.bias, "threshold": self.v_th}
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"filters": [self.weights], "nonlinearity": [self.bias] + ([self.log_v_th] if self.learn_threshold else [])}

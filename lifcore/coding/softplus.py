@@ -71,5 +71,9 @@ class SoftplusEncoder(Encoder):
     def gain_of_current(self, u: torch.Tensor) -> torch.Tensor:
         return self.gain_factor * torch.sigmoid(self.softplus_beta * (u - self.threshold))
 
+    def nonlinearity_values(self) -> dict[str, torch.Tensor]:
+        """The deck's names: ``gain`` a and ``bias`` b (its `histogram/bias` is the threshold)."""
+        return {"gain": self.gain_factor, "bias": self.threshold}
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"filters": [self.weights], "nonlinearity": [self.log_gain, self.log_threshold]}

@@ -89,4 +89,4 @@ class TwoLosses(ConstraintMethod):
         if self.measure:
             with torch.no_grad():
                 extra["objective_after_both_steps"] = evaluate().objective.detach()
-        return self.record(evaluation, error, evaluation.objective, rate_loss=rate_loss.detach(), **extra)
+        return self.record(evaluation, error, evaluation.objective, **extra)

@@ -12,9 +12,6 @@ from ..coding.info import StreamingCovariance
 from ..constraints import ConstraintMethod, make
 from .config import TrainConfig
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
 def dataset_for(config: TrainConfig) -> PatchDataset:
     images = config.images
     if len(images) == 1 and Path(images[0]).expanduser().is_dir():
@@ -35,7 +32,7 @@ def estimate_input_covariance(data: PatchDataset, config: TrainConfig, generator
 def build_encoder(config: TrainConfig, device) -> Encoder:
     common = dict(dim=config.dim, n_neurons=config.n_neurons, input_noise=config.input_noise,
                   output_noise=config.output_noise, gain_at=config.gain_at, renormalize=config.renormalize,
-                  device=device, dtype=DTYPES[config.dtype])
+                  device=device, dtype=config.torch_dtype)
     if config.encoder == "softplus":
         return SoftplusEncoder(softplus_beta=config.softplus_beta, **common)
     return SoftLIFEncoder(alpha=config.alpha, v_th=config.v_th, sharpness=config.sharpness,

@@ -12,9 +12,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import torch
+
 from ..coding import ENCODERS
 from ..coding.data import CENTERING, MASKS
 from ..coding.encoder import GAIN_AT
+from ..coding.info import NATS_PER_BIT
 from ..constraints import FR_SCOPES, METHODS, OPTIMIZERS
 from ..constraints.lagrange import MULTIPLIER_INITS
 from ..device import resolve_device
@@ -23,7 +26,7 @@ LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 UNITS = ("nats", "bits")
 FR_PARAMS = ("all", "nonlinearity")
 INFO_MOVES = ("filters", "all")
-DTYPES = ("float32", "float64")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DECK_REFERENCE_STEPS = 1_000_000  # the length of the deck's runs as its figures show them
 
 
@@ -104,7 +107,7 @@ class TrainConfig:
             object.__setattr__(self, "images", tuple(self.images))
         choices = {"encoder": tuple(ENCODERS), "method": tuple(METHODS), "fr_scope": FR_SCOPES,
                    "optimizer": tuple(OPTIMIZERS), "lr_schedule": LR_SCHEDULES, "centering": CENTERING, "mask": MASKS,
-                   "dtype": DTYPES, "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
+                   "dtype": tuple(DTYPES), "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
                    "fr_params": FR_PARAMS, "info_moves": INFO_MOVES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -148,6 +151,15 @@ class TrainConfig:
     @property
     def dim(self) -> int:
         return 3 * self.patch_size**2
+
+    @property
+    def units_per_nat(self) -> float:
+        """The objective's information unit per nat: 1 (nats) or 1 / ln 2 (bits)."""
+        return 1.0 if self.units == "nats" else 1.0 / NATS_PER_BIT
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)

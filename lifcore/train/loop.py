@@ -24,11 +24,11 @@ from tqdm.auto import tqdm
 
 from ..coding.data import PatchDataset
 from ..coding.encoder import Encoder
-from ..coding.info import NATS_PER_BIT, NotPositiveDefiniteError
+from ..coding.info import NotPositiveDefiniteError
 from ..coding.kernels import jitter_, spatial_variance
 from ..constraints import Evaluation
 from ..device import resolve_device
-from .build import DTYPES, build_encoder, build_method, dataset_for, estimate_input_covariance
+from .build import build_encoder, build_method, dataset_for, estimate_input_covariance
 from .config import TrainConfig
 from .record import Recorder
 from .schedule import Schedule
@@ -70,7 +70,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
         raise ValueError(f"config must be a TrainConfig; got {type(config).__name__}")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive integer")
-    device, dtype = resolve_device(config.device), DTYPES[config.dtype]
+    device, dtype = resolve_device(config.device), config.torch_dtype
     torch.manual_seed(config.seed)
     data = dataset_for(config)
     batches = torch.Generator().manual_seed(config.seed)
@@ -111,7 +111,6 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
                                "Lower lr (or fr_lr) or check the config.")
 
     cov = input_covariance.to(device, dtype)
-    units_per_nat = 1.0 if config.units == "nats" else 1.0 / NATS_PER_BIT
     if start == 0:
         recorder.measure(0)
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
@@ -128,7 +127,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
 
         def evaluate() -> Evaluation:
             out = encoder.evaluate(point, cov)
-            objective = -out["MI"].mean() * units_per_nat
+            objective = -out["MI"].mean() * config.units_per_nat
             if centering:
                 objective = objective + config.centering_weight * spatial_variance(encoder.weights, config.patch_size)
             if not first_pass:

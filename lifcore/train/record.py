@@ -61,7 +61,6 @@ class Recorder:
         noise = torch.Generator().manual_seed(config.seed + 2)
         self.eval_point = encoder.operating_point(eval_x, noise)
         self.entropy_bits = gaussian_entropy(input_covariance.double()).item() / NATS_PER_BIT
-        self.units_per_nat = 1.0 if config.units == "nats" else 1.0 / NATS_PER_BIT
         self.sums, self.count = None, 0
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -92,7 +91,7 @@ class Recorder:
             self.sums = pair if self.sums is None else tuple(a + b for a, b in zip(self.sums, pair))
             self.count += 1
         if done > self.config.steps - self.config.record_around_steps:
-            to_nats = 1.0 / self.units_per_nat
+            to_nats = 1.0 / self.config.units_per_nat
             self.log("info/I_before_step", done, -record["objective"].item() * to_nats)
             for key, tag in AROUND_STEP_TAGS.items():
                 if key in record:
@@ -134,18 +133,13 @@ class Recorder:
         multiplier = self.method.lagrange_multiplier
         if multiplier is not None and multiplier.dim() > 0:
             self.log("histogram/lambda", done, multiplier.detach().cpu().clone())
-        encoder = self.encoder
-        if hasattr(encoder, "gain_factor"):
-            self.log("histogram/gain", done, encoder.gain_factor.detach().cpu().clone())
-            self.log("histogram/bias", done, encoder.threshold.detach().cpu().clone())
-        else:
-            self.log("histogram/bias", done, encoder.bias.detach().cpu().clone())
-            self.log("histogram/threshold", done, encoder.v_th.detach().cpu().clone())
+        for name, value in self.encoder.nonlinearity_values().items():
+            self.log(f"histogram/{name}", done, value.detach().cpu().clone())
 
     def matrices(self, done: int) -> None:
         encoder, weights = self.encoder, self.encoder.weights
         out = encoder.evaluate(self.eval_point, self.cov)
-        objective = -out["MI"].mean() * self.units_per_nat
+        objective = -out["MI"].mean() * self.config.units_per_nat
         (grad_info,) = torch.autograd.grad(objective, weights, retain_graph=True)
         error = rate_error(out["rate"].mean(0), self.method.r0, self.method.fr_scope, out["rate"])
         term = self.method.constraint_term(error)
