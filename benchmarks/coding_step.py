@@ -1,38 +1,44 @@
-"""One training step of the efficient-coding model (issues 3, 10): B = 128, N = D = 300.
+"""One training step of the efficient-coding model (issues 3, 10, 13): B = 128, N = D = 300.
 
-Run on demand: ``python benchmarks/coding_step.py [--device auto] [--batch 128]``.
-For each encoder (the project's soft-LIF and the deck's softplus), compares, in one run, lifcore's step (shared ``W C_x W^T`` and ``W W^T``, a per-sample
-diagonal, Cholesky log-determinants with an inverse-based backward) with the direct
-formula (per-sample ``Sigma_r``, ``Sigma_n`` as ``[B, N, N]`` products and
-``torch.logdet`` under autograd), and both with a FLOP floor at the float32 matmul
-peak measured here.
+Run on demand: ``python benchmarks/coding_step.py [--device auto] [--batch 128] [-n 300]``.
+
+For the deck's model (softplus encoder) and the project's LIF-curve model, prints in one run:
+the step time of lifcore's path (`lifcore.coding.lapack` on CPU: each sample's Cholesky and
+inverse in cache, `workers` threads), of the batched torch path, and of the textbook path
+(``[B, N, N]`` covariances, Cholesky under autograd); the FLOP floor (`lifcore.timing`) at
+the matmul peak measured here on the cores the step uses, and the ratio. Then the same
+with a CPU-bound process beside it (a Python busy loop), and the slowdown.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import multiprocessing
+import os
 
 import torch
 
 import lifcore
-from lifcore.coding import SoftLIFEncoder, SoftplusEncoder, info
+from lifcore import timing
+from lifcore.coding import SoftLIFEncoder, SoftplusEncoder, lapack
 
 
-def timed(fns: dict, device, repeats: int) -> dict:
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+def busy_loop():
+    while True:
+        pass
+
+
+def step_times(n, batch, device, dtype, workers, repeats) -> dict:
+    torch.manual_seed(0)
+    a = torch.randn(n, n, dtype=torch.float64)
+    cov = (a @ a.t() / n + 1e-3 * torch.eye(n, dtype=torch.float64)).to(device, dtype)
+    x = torch.randn(batch, n, device=device, dtype=dtype)
+    out = {}
+    for name, make in (("deck (softplus)", SoftplusEncoder), ("LIF curve", SoftLIFEncoder)):
+        for backend in (("auto", "torch", "direct") if device.type == "cpu" else ("auto", "direct")):
+            encoder = make(dim=n, n_neurons=n, device=device, dtype=dtype)
+            step = timing.CodingStep(encoder, x, cov, backend=backend, workers=workers)
+            out[name, backend] = timing.median_ms(step, device, repeats)
+    return out
 
 
 def main():
@@ -40,49 +46,42 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("-n", type=int, default=300, help="N = D")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--workers", type=int, default=None, help="lapack workers (default: cores - 1)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-busy", action="store_true", help="skip the run beside a busy process")
     args = parser.parse_args()
-    device = lifcore.resolve_device(args.device)
-    n, batch = args.n, args.batch
-    torch.manual_seed(0)
-    a = torch.randn(n, n, dtype=torch.float64)
-    cov = (a @ a.t() / n + 1e-3 * torch.eye(n, dtype=torch.float64)).float().to(device)
-    x = torch.randn(batch, n, device=device)
-    fns = {}
-    for name, model in (("soft_lif", SoftLIFEncoder(dim=n, n_neurons=n, device=device)),
-                        ("softplus", SoftplusEncoder(dim=n, n_neurons=n, device=device))):
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def lifcore_step(model=model, opt=opt):
-            opt.zero_grad()
-            (-model.information(x, cov)["MI"].mean()).backward()
-            opt.step()
-
-        def direct_step(model=model, opt=opt):
-            opt.zero_grad()
-            gain = model.gain(x)
-            noise = info.noise_covariance(model.weights, gain, model.input_noise, model.output_noise)
-            response = info.response_covariance(model.weights, gain, cov, model.input_noise, model.output_noise)
-            (-0.5 * (torch.logdet(response) - torch.logdet(noise)).mean()).backward()
-            opt.step()
-
-        fns[f"{name} lifcore"], fns[f"{name} direct"] = lifcore_step, direct_step
-
-    m1, m2 = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
-    t = timed(fns | {"matmul": lambda: m1 @ m2}, device, args.repeats)
-    peak = 2 * 2048**3 / t["matmul"]
-    # shared W C_x W^T (4 n^3) and W W^T (2 n^3); per sample two Cholesky (n^3/3 each) forward
-    # and two inverses from the factor (about n^3 each) backward
-    flops = 6 * n**3 + batch * (2 * n**3 / 3 + 2 * n**3)
-    print(f"device={device} threads={torch.get_num_threads()} B={batch} N=D={n}")
-    print(f"float32 matmul peak measured here {peak / 1e9:.1f} GFLOP/s; step FLOP estimate {flops / 1e9:.2f} GFLOP, "
-          f"floor {flops / peak * 1e3:.1f} ms")
-    print(f"{'':32s}{'median ms':>10s}{'vs direct':>10s}{'x floor':>9s}")
-    for encoder in ("soft_lif", "softplus"):
-        for name in ("direct", "lifcore"):
-            key = f"{encoder} {name}"
-            print(f"{key + ' step':32s}{t[key] * 1e3:10.1f}{t[key] / t[encoder + ' direct']:10.2f}"
-                  f"{t[key] / (flops / peak):9.1f}")
+    device, dtype = lifcore.resolve_device(args.device), getattr(torch, args.dtype)
+    workers = args.workers or lapack.default_workers()
+    cores = len(os.sched_getaffinity(0))
+    used = workers if device.type == "cpu" else None
+    with timing.threads(used):
+        peak_used = timing.matmul_peak(dtype, device)
+    with timing.threads(cores if device.type == "cpu" else None):
+        peak_all = timing.matmul_peak(dtype, device)
+    flops = timing.step_flops(args.n, args.batch)
+    floor_ms = flops / peak_used * 1e3
+    print(f"device={device} dtype={args.dtype} B={args.batch} N=D={args.n} torch threads={torch.get_num_threads()} "
+          f"lapack workers={workers} cores={cores}")
+    print(f"matmul peak on the {used or 'GPU'} core(s) the step uses: {peak_used / 1e9:.1f} GFLOP/s "
+          f"(all {cores} cores: {peak_all / 1e9:.1f}); step {flops / 1e9:.2f} GFLOP, floor {floor_ms:.1f} ms "
+          f"(on all cores {flops / peak_all * 1e3:.1f} ms)")
+    quiet = step_times(args.n, args.batch, device, dtype, workers, args.repeats)
+    busy = None
+    if not args.no_busy and device.type == "cpu":
+        spinner = multiprocessing.Process(target=busy_loop, daemon=True)
+        spinner.start()
+        try:
+            busy = step_times(args.n, args.batch, device, dtype, workers, args.repeats)
+        finally:
+            spinner.terminate()
+    header = f"{'model':18s}{'path':9s}{'ms':>9s}{'x floor':>9s}" + (f"{'busy ms':>10s}{'slowdown':>10s}" if busy else "")
+    print(header)
+    for (model, backend), ms in quiet.items():
+        line = f"{model:18s}{'lifcore' if backend == 'auto' else backend:9s}{ms:9.1f}{ms / floor_ms:9.2f}"
+        if busy:
+            line += f"{busy[model, backend]:10.1f}{busy[model, backend] / ms:10.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,14 @@ The package behind the lifcore book; it knows nothing of notebooks.
 Layout
 ------
 ``snn/``          Part I (seed 001): surrogate, lif, transfer, losses, grad, fit, measure, branching
-``coding/``       Part II (seed 000): data, info, encoder (the interface), soft_lif, softplus, kernels
+``coding/``       Part II (seed 000): data, info, lapack (the CPU kernel of info), encoder (the
+                  interface), soft_lif, softplus, kernels
 ``constraints/``  rate-constraint methods behind one driver: lagrange, two_losses, gamma (homeostatic),
                   alternating, penalty
 ``train/``        config, build, schedule, loop, record, store (the run cache)
 ``toy``           the two-parameter toy problem; ``tiles`` receptive fields as colour tiles;
-``plots``         figures several chapters draw alike (ridge plots of histograms)
+``plots``         figures several chapters draw alike (ridge plots of histograms);
+``timing``        a coding step's profile, FLOP floor and the log-determinant comparison
 
 Glossary: one name per concept
 ------------------------------
@@ -35,7 +37,7 @@ Glossary: one name per concept
                    ``H_X + I`` in bits, the patch entropy in bits (``lifcore.train.record``)
 ``beta``           the deck's weight of its "KL" in the loss (-1/2: the loss is ``-I`` in bits)
 """
-from . import coding, constraints, plots, snn, tiles, toy, train
+from . import coding, constraints, plots, snn, tiles, timing, toy, train
 from .coding import SoftLIFEncoder, SoftplusEncoder
 from .device import resolve_device
 from .snn import (LIFNetwork, LIFParameters, LIFState, RateLoss, RateVarianceLoss, ReadoutLoss, bptt_gradients,

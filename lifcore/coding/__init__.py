@@ -6,7 +6,7 @@ and covariance matrices written once), `soft_lif` (the project's encoder: the LI
 curve), `softplus` (the deck's encoder), `kernels` (unit norm, jitter, centring penalty),
 `fields` (receptive fields described by numbers; an order of the neurons).
 """
-from . import data, encoder, fields, info, kernels, soft_lif, softplus
+from . import data, encoder, fields, info, kernels, lapack, soft_lif, softplus
 from .encoder import Encoder
 from .soft_lif import SoftLIFEncoder
 from .softplus import SoftplusEncoder

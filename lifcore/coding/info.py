@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from . import lapack
+
 log = logging.getLogger(__name__)
 NATS_PER_BIT = math.log(2.0)
 
@@ -138,7 +140,8 @@ def mutual_information(response_cov: torch.Tensor, noise_cov: torch.Tensor, jitt
 
 
 def gain_scaled_information(signal: torch.Tensor, wwt: torch.Tensor, gain: torch.Tensor, input_noise: float,
-                            output_noise: float, min_gain: float = 1e-8) -> torch.Tensor:
+                            output_noise: float, min_gain: float = 1e-8, backend: str = "auto",
+                            workers: int | None = None) -> torch.Tensor:
     """The same MI as `mutual_information`, per sample, without forming ``[B, N, N]`` products.
 
     With ``G = diag g`` (g > 0), ``logdet(G K G + s^2 I) = 2 sum log g + logdet(K + s^2 G^-2)``,
@@ -147,14 +150,80 @@ def gain_scaled_information(signal: torch.Tensor, wwt: torch.Tensor, gain: torch
         I(x) = 1/2 [ logdet(W C_x W^T + s_in^2 W W^T + D) - logdet(s_in^2 W W^T + D) ],  D = diag(s_out^2 / g^2)
 
     so every sample costs a shared N x N matrix plus its own diagonal. Gains below
-    `min_gain` (silent neurons) are clamped there: such a neuron carries no information either way.
+    `min_gain` (silent neurons) are clamped there: such a neuron's ``D_ii`` is huge, and its
+    two log-factors, equal to float64 rounding, cancel (the difference is taken per neuron,
+    in float64). `backend`: "lapack" (CPU, `lifcore.coding.lapack`, `workers` threads),
+    "torch" (batched ``torch.linalg``, any device), or "auto" (lapack where it can run).
     """
+    if backend not in SHIFTED_LOGDET_BACKENDS:
+        raise ValueError(f"backend={backend!r} is unknown; allowed: {', '.join(map(repr, SHIFTED_LOGDET_BACKENDS))}")
     noise_kernel = input_noise**2 * wwt
-    diag = output_noise**2 / gain.clamp_min(min_gain) ** 2  # [B, N]
-    numerator = (signal + noise_kernel) + torch.diag_embed(diag)
-    denominator = noise_kernel + torch.diag_embed(diag)
-    return 0.5 * (logdet_spd(numerator, name="W (C_x + s_in^2 I) W^T + s_out^2 G^-2")
-                  - logdet_spd(denominator, name="s_in^2 W W^T + s_out^2 G^-2"))
+    diagonal = output_noise**2 / gain.clamp_min(min_gain) ** 2  # [B, N]
+    numerator = signal + noise_kernel
+    needs_inverse = torch.is_grad_enabled() and any(t.requires_grad for t in (numerator, noise_kernel, diagonal))
+    return _SharedKernelInformation.apply(numerator, noise_kernel, diagonal, backend, workers, needs_inverse)
+
+
+SHIFTED_LOGDET_BACKENDS = ("auto", "lapack", "torch")
+_KERNEL_NAMES = ("W (C_x + s_in^2 I) W^T + s_out^2 G^-2", "s_in^2 W W^T + s_out^2 G^-2")
+
+
+def shifted_logdet(kernels: torch.Tensor, diagonal: torch.Tensor, with_inverse: bool, backend: str = "auto",
+                   weights: torch.Tensor | None = None, workers: int | None = None) -> dict:
+    """``log L_ii`` of ``K_k + diag d_b`` ``[k, B, N]`` (float64), and with `with_inverse` the sums
+    ``sum_b w_b (K_k + diag d_b)^-1`` ``[k, N, N]`` and diagonals ``[k, B, N]`` of the inverses;
+    see `lifcore.coding.lapack.shifted_logdet` (same keys) for the CPU kernel."""
+    if backend == "lapack" or (backend == "auto" and lapack.available(kernels)):
+        return lapack.shifted_logdet(kernels, diagonal, with_inverse, weights, workers)
+    matrices = kernels[:, None].expand(-1, diagonal.shape[0], -1, -1).clone()
+    matrices.diagonal(dim1=-2, dim2=-1).add_(diagonal)
+    chol, info = torch.linalg.cholesky_ex(matrices)
+    out = {"log_diagonal": chol.diagonal(dim1=-2, dim2=-1).double().log(),
+           "failures": [tuple(i) for i in (info > 0).nonzero().tolist()]}
+    if with_inverse:
+        inverse = torch.cholesky_inverse(chol)
+        out["inverse_diagonal"] = inverse.diagonal(dim1=-2, dim2=-1)
+        out["inverse_sum"] = inverse.sum(1) if weights is None else torch.einsum("b,kbij->kij", weights, inverse)
+    return out
+
+
+class _SharedKernelInformation(torch.autograd.Function):
+    """``I_b = 1/2 [logdet(K_num + diag d_b) - logdet(K_den + diag d_b)]`` and its gradient::
+
+        dI_b/dK_num = 1/2 A_num,b^-1     dI_b/dK_den = -1/2 A_den,b^-1     dI_b/dd_b = 1/2 diag(A_num,b^-1 - A_den,b^-1)
+
+    The inverses are formed in the forward, while each factor is in cache, and only their
+    batch sums and diagonals are kept. A backward with equal upstream gradients (a batch
+    mean, what training differentiates) scales the sums; any other weighting recomputes
+    them, weighted (`tests/test_info.py` checks both against autograd of ``torch.logdet``).
+    """
+
+    @staticmethod
+    def forward(ctx, numerator, denominator, diagonal, backend, workers, needs_inverse):
+        kernels = torch.stack([numerator, denominator]).detach()
+        out = shifted_logdet(kernels, diagonal.detach(), needs_inverse, backend, workers=workers)
+        # a NaN passes some Cholesky codes unnoticed: a non-finite factor is a failure too
+        failures = set(out["failures"]) | {tuple(i) for i in (~out["log_diagonal"].isfinite().all(-1)).nonzero().tolist()}
+        if failures:
+            k, _ = min(failures)
+            raise NotPositiveDefiniteError(f"{_KERNEL_NAMES[k]} is not positive definite (Cholesky failed at "
+                                           f"{len(failures)} of {2 * diagonal.shape[0]} matrices, or a factor is not "
+                                           "finite); are the gains and the filters finite?")
+        if needs_inverse:
+            ctx.save_for_backward(kernels, diagonal.detach(), out["inverse_sum"], out["inverse_diagonal"])
+            ctx.backend, ctx.workers = backend, workers
+        information = (out["log_diagonal"][0] - out["log_diagonal"][1]).sum(-1)
+        return information.to(numerator.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        kernels, diagonal, inverse_sum, inverse_diagonal = ctx.saved_tensors
+        grad_diagonal = 0.5 * grad[:, None] * (inverse_diagonal[0] - inverse_diagonal[1])
+        if bool((grad == grad[0]).all()):
+            sums = grad[0] * inverse_sum
+        else:
+            sums = shifted_logdet(kernels, diagonal, True, ctx.backend, weights=grad, workers=ctx.workers)["inverse_sum"]
+        return 0.5 * sums[0], -0.5 * sums[1], grad_diagonal, None, None, None
 
 
 def posterior_precision(weights: torch.Tensor, gain: torch.Tensor, input_covariance: torch.Tensor,
@@ -168,7 +237,9 @@ def posterior_precision(weights: torch.Tensor, gain: torch.Tensor, input_covaria
 
 def posterior_covariance(weights, gain, input_covariance, noise_cov) -> torch.Tensor:
     """``Sigma_post = (C_x^-1 + A^T Sigma_n^-1 A)^-1`` ``[B, D, D]``: what x still varies by once r is seen."""
-    return torch.linalg.inv(posterior_precision(weights, gain, input_covariance, noise_cov))
+    # Cholesky, not torch.linalg.inv: the precision is SPD, and torch 2.13's batched LU (behind inv, solve,
+    # slogdet) returns wrong results with more than one MKL thread on AMD CPUs (issue 13)
+    return torch.cholesky_inverse(torch.linalg.cholesky(posterior_precision(weights, gain, input_covariance, noise_cov)))
 
 
 def posterior_kl(weights: torch.Tensor, gain: torch.Tensor, input_covariance: torch.Tensor,
