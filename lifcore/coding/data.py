@@ -148,6 +148,10 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
         images = paths
     train_names = list(images or TRAIN_IMAGES)
     test_names = list(held_out if held_out is not None else HELD_OUT_IMAGES)
+    shared = sorted({str(name) for name in train_names} & {str(name) for name in test_names})
+    if shared:
+        raise ValueError(f"held_out={test_names!r} shares {shared} with the training images: held-out patches "
+                         "must come from images the training never sees")
     rng = np.random.default_rng(seed)
     prepare = normalize_image if centering == "image" else (lambda image: image)
     train = sample_patches([prepare(load_image(n)) for n in train_names], n_train, size, rng)

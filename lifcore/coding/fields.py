@@ -10,14 +10,35 @@ its energy per pixel and colour:
 * ``luminance_share``: the share of the energy in the colour-mean part (1: achromatic,
   0: purely colour-opponent).
 
+`measures` adds what a receptive-field kind rests on (issue 14), each in [0, 1]:
+
+* ``localization = 1 - spread / spread_uniform``: 0 for energy spread evenly over the patch
+  (white noise), near 1 for a point; ``spread_uniform = sqrt((p^2 - 1) / 6)`` is the spread of
+  uniform energy on a p x p patch;
+* ``orientation``: ``|sum_k P(k) e^{2 i theta_k}| / sum_k P(k)`` over the filter's power
+  spectrum without its DC term (summed over colours): 1 when the power lies along one
+  direction (a Gabor), 0 when it is isotropic (a blob, a difference of Gaussians);
+* ``surround``: the share of the luminance part's absolute mass whose sign is opposite to the
+  polarity, counted only when that mass lies farther from the centre on average than the rest
+  (a difference of Gaussians: about 1/2; a blob: 0);
+* ``colour_opponency = 1 - luminance_share``.
+
+`kinds` turns them into one label per filter, in this order: "noise" (localization below
+`LOCALIZED`), "oriented" (orientation at least `ORIENTED`), "centre-surround" (surround at
+least `SURROUND`), else "blob". `tests/test_fields.py` checks each on synthetic filters.
+
 `neuron_order` sorts by polarity, then by colour, then by position (row-major), so that a
 matrix over neurons (a covariance) shows any structure those properties carry as blocks.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 ORDER_KEYS = ("polarity", "colour", "position")
+KINDS = ("noise", "oriented", "centre-surround", "blob")
+LOCALIZED, ORIENTED, SURROUND = 0.3, 0.4, 0.15
 
 
 def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
@@ -41,6 +62,45 @@ def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[
     lum_energy = channels * (luminance**2).sum((1, 2))
     share = lum_energy / (fields**2).sum((1, 2, 3)).clamp_min(1e-300)
     return {"centre": torch.stack((cy, cx), 1), "spread": spread, "polarity": polarity, "luminance_share": share}
+
+
+def measures(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
+    """`describe` plus ``localization``, ``orientation``, ``surround`` and ``colour_opponency``
+    ``[N]`` (module docstring)."""
+    d = describe(weights, patch_size, channels)
+    w = torch.as_tensor(weights).detach().double().cpu()
+    p = patch_size
+    fields = w.reshape(-1, p, p, channels)
+    localization = (1 - d["spread"] / math.sqrt((p * p - 1) / 6)).clamp(0, 1)
+    power = (torch.fft.fft2(fields.permute(0, 3, 1, 2)).abs() ** 2).sum(1)  # [N, ky, kx]
+    k = torch.fft.fftfreq(p, dtype=torch.float64)
+    ky, kx = torch.meshgrid(k, k, indexing="ij")
+    phase = torch.exp(2j * torch.atan2(ky, kx))
+    power[:, 0, 0] = 0.0
+    orientation = (power * phase).sum((1, 2)).abs() / power.sum((1, 2)).clamp_min(1e-300)
+    luminance = fields.mean(-1) * d["polarity"][:, None, None]  # the polarity's sign is positive
+    coords = torch.arange(p, dtype=torch.float64)
+    distance = ((coords[None, :, None] - d["centre"][:, 0, None, None]) ** 2
+                + (coords[None, None, :] - d["centre"][:, 1, None, None]) ** 2).sqrt()
+    same, opposite = luminance.clamp_min(0), (-luminance).clamp_min(0)
+
+    def mean_distance(mass):
+        return (mass * distance).sum((1, 2)) / mass.sum((1, 2)).clamp_min(1e-300)
+
+    share = opposite.sum((1, 2)) / (same + opposite).sum((1, 2)).clamp_min(1e-300)
+    surround = torch.where(mean_distance(opposite) > mean_distance(same), share, torch.zeros_like(share))
+    return d | {"localization": localization, "orientation": orientation, "surround": surround,
+                "colour_opponency": 1 - d["luminance_share"]}
+
+
+def kinds(weights: torch.Tensor, patch_size: int, channels: int = 3) -> list[str]:
+    """One of `KINDS` per filter (module docstring)."""
+    m = measures(weights, patch_size, channels)
+    labels = []
+    for loc, ori, sur in zip(m["localization"].tolist(), m["orientation"].tolist(), m["surround"].tolist()):
+        labels.append("noise" if loc < LOCALIZED else "oriented" if ori >= ORIENTED
+                      else "centre-surround" if sur >= SURROUND else "blob")
+    return labels
 
 
 def neuron_order(weights: torch.Tensor, patch_size: int, by=ORDER_KEYS) -> torch.Tensor:
