@@ -112,6 +112,8 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, make):
     for tag, entries in reference.history.items():
         again = resumed.history[tag]
         assert [s for s, _ in entries] == [s for s, _ in again], tag
+        if tag.startswith("time/"):
+            continue  # wall-clock seconds: a measurement of the machine, not of the run
         for (_, a), (_, b) in zip(entries, again):
             assert torch.equal(torch.as_tensor(a), torch.as_tensor(b)), tag
 
@@ -146,7 +148,8 @@ def test_an_injected_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
 def test_the_cache_key_covers_every_field():
     swaps = {"lagrange": "penalty", "population": "neuron", "adam": "sgd", "constant": "cosine",
              "dataset": "patch", "cpu": "auto", "float32": "float64", "soft_lif": "softplus", "clean": "noisy",
-             "nats": "bits", "zero": "uniform", "all": "nonlinearity", "none": "circular", "filters": "all"}
+             "nats": "bits", "zero": "uniform", "all": "nonlinearity", "none": "circular", "filters": "all",
+             "random": "pca"}
 
     def changed(value):
         if value is None:
@@ -244,3 +247,28 @@ def test_the_cache_key_follows_the_training_code_not_the_recording_code():
             "lifcore.snn.transfer", "lifcore.coding.data"} <= modules
     assert not modules & {"lifcore.train.record", "lifcore.train.store", "lifcore.tiles", "lifcore.snn.fit"}
     assert len(code_digest()) == 32
+
+
+def test_pca_init_starts_from_the_top_principal_components_and_is_refused_past_dim():
+    config = deck_config(1, filter_init="pca", **DECK_SMALL)
+    run = train(config, cache_dir=None, progress=False)  # the first "kernels" entry is the initial W
+    _, kernels = run.series("kernels")
+    w0 = kernels[0].double()
+    values, vectors = torch.linalg.eigh(run.input_covariance)
+    top = vectors.flip(-1)[:, :config.n_neurons]
+    # each initial filter is (up to its sign) one principal component, in order of variance
+    torch.testing.assert_close((w0 @ top).abs().diagonal(), torch.ones(config.n_neurons, dtype=torch.float64),
+                               rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="n_neurons <= dim; got n_neurons=49, dim=48"):
+        train(dataclasses.replace(config, n_neurons=49), cache_dir=None, progress=False)
+    with pytest.raises(ValueError, match="filter_init='ica' is unknown; allowed: 'random', 'pca'"):
+        TrainConfig(filter_init="ica")
+
+
+def test_held_out_information_and_training_seconds_are_recorded():
+    run = train(deck_config(20, **DECK_SMALL), cache_dir=None, progress=False)
+    steps, held_out = run.series("info/I_held_out")
+    assert steps == run.series("info/I")[0] and all(math.isfinite(v) for v in held_out)
+    assert held_out != run.series("info/I")[1]  # other patches, other values
+    _, seconds = run.series("time/train_seconds")
+    assert seconds[0] == 0.0 and all(b >= a for a, b in zip(seconds, seconds[1:])) and seconds[-1] > 0

@@ -29,7 +29,26 @@ def estimate_input_covariance(data: PatchDataset, config: TrainConfig, generator
     return stream.covariance()
 
 
-def build_encoder(config: TrainConfig, device) -> Encoder:
+def build_encoder(config: TrainConfig, device, input_covariance: torch.Tensor | None = None) -> Encoder:
+    """The encoder of `config`; with ``filter_init="pca"`` its filters start as the top principal
+    components of `input_covariance` (each at the norm the random filter had, sign fixed so
+    that its largest entry is positive)."""
+    encoder = _new_encoder(config, device)
+    if config.filter_init == "pca":
+        if input_covariance is None:
+            raise ValueError('filter_init="pca" needs the input covariance')
+        if config.n_neurons > config.dim:
+            raise ValueError(f'filter_init="pca" needs n_neurons <= dim; got n_neurons={config.n_neurons}, dim={config.dim}')
+        _, vectors = torch.linalg.eigh(input_covariance.double())
+        components = vectors.flip(-1)[:, :config.n_neurons].t()  # [N, D], the largest variance first
+        sign = torch.sign(components.gather(1, components.abs().argmax(1, keepdim=True)))
+        with torch.no_grad():
+            norms = encoder.weights.norm(dim=1, keepdim=True)
+            encoder.weights.copy_((components * sign * norms.double().cpu()).to(encoder.weights))
+    return encoder
+
+
+def _new_encoder(config: TrainConfig, device) -> Encoder:
     common = dict(dim=config.dim, n_neurons=config.n_neurons, input_noise=config.input_noise,
                   output_noise=config.output_noise, gain_at=config.gain_at, renormalize=config.renormalize,
                   device=device, dtype=config.torch_dtype)

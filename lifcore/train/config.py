@@ -23,6 +23,7 @@ from ..constraints.lagrange import MULTIPLIER_INITS
 from ..device import resolve_device
 
 LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
+FILTER_INITS = ("random", "pca")
 UNITS = ("nats", "bits")
 FR_PARAMS = ("all", "nonlinearity")
 INFO_MOVES = ("filters", "all")
@@ -42,6 +43,7 @@ class TrainConfig:
     output_noise: float = 0.02       # s_out, rate units (spikes per step for soft_lif)
     gain_at: str = "clean"           # where G and the constrained rate are evaluated: "clean" or "noisy" (the deck)
     renormalize: bool = False        # filters back to unit norm after every step (the deck)
+    filter_init: str = "random"      # "random" (each encoder's own) or "pca": the top principal components of C_x
     alpha: float = 0.9               # soft_lif: membrane decay per step
     v_th: float = 1.0                # soft_lif: initial threshold
     sharpness: float = 10.0          # soft_lif: of the soft f-I curve
@@ -108,7 +110,7 @@ class TrainConfig:
         choices = {"encoder": tuple(ENCODERS), "method": tuple(METHODS), "fr_scope": FR_SCOPES,
                    "optimizer": tuple(OPTIMIZERS), "lr_schedule": LR_SCHEDULES, "centering": CENTERING, "mask": MASKS,
                    "dtype": tuple(DTYPES), "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
-                   "fr_params": FR_PARAMS, "info_moves": INFO_MOVES}
+                   "fr_params": FR_PARAMS, "info_moves": INFO_MOVES, "filter_init": FILTER_INITS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")

@@ -13,7 +13,12 @@ and methods. Every `log_every` steps:
 * ``terms/H_X``: ``1/2 log2 det(2 pi e C_x)``, bits; ``terms/loss``: the deck's ``beta KL = -I`` (bits);
 * ``terms/h``: mean over neurons of ``h_j = r_j - r0``; ``rate/mean``, ``rate/error`` (mean |h|),
   ``lagrange_multiplier`` (mean), ``lr`` (the objective step's);
-* ``info/KL_posterior``: E KL(p(x|r) || p(x)) through the D x D posterior, nats (every `kl_every`).
+* ``info/KL_posterior``: E KL(p(x|r) || p(x)) through the D x D posterior, nats (every `kl_every`);
+* ``info/I_held_out``: I(X;R) on the first `eval_size` held-out patches (images the training
+  never sees, `lifcore.coding.data.natural_patches`), nats;
+* ``time/train_seconds``: wall-clock seconds spent in training steps so far, the recorder's
+  own measurements left out (a measurement of this machine, not a result: it differs between
+  two runs of the same config; a resumed run goes on from its checkpoint's count).
 
 Every `histogram_every` steps: ``histogram/r`` (the deck's: each patch's mean rate across
 neurons, one value per patch of the batch), ``histogram/r_neuron`` (each neuron's mean rate
@@ -36,6 +41,7 @@ where it is active).
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -43,7 +49,7 @@ from ..coding.data import gaussian_entropy
 from ..coding.info import NATS_PER_BIT
 from ..constraints import rate_error
 
-HISTORY_FORMAT = 2  # bump when the set or the meaning of the recorded tags changes: cached runs retrain
+HISTORY_FORMAT = 3  # bump when the set or the meaning of the recorded tags changes: cached runs retrain
 DECK_BETA = -0.5
 AROUND_STEP_TAGS = {"objective_after_info_step": "info/I_after_info_step",
                     "objective_after_rate_step": "info/I_after_rate_step",
@@ -60,6 +66,9 @@ class Recorder:
         eval_x = data.train[:config.eval_size].to(weights)
         noise = torch.Generator().manual_seed(config.seed + 2)
         self.eval_point = encoder.operating_point(eval_x, noise)
+        held_out = data.test[:config.eval_size].to(weights)
+        self.held_out_point = encoder.operating_point(held_out, torch.Generator().manual_seed(config.seed + 3))
+        self.train_seconds, self._clock = 0.0, time.perf_counter()
         self.entropy_bits = gaussian_entropy(input_covariance.double()).item() / NATS_PER_BIT
         self.sums, self.count = None, 0
 
@@ -85,6 +94,9 @@ class Recorder:
     def after_step(self, done: int, record: dict, first_pass: dict | None) -> None:
         """Accumulate the step's own MI_numerator/denominator when a matrices record is near,
         and the objective around the step's parts."""
+        now = time.perf_counter()
+        self.train_seconds += now - self._clock
+        self._clock = now
         if first_pass is not None and self._next_matrices(done) - done < self.config.matrices_window:
             mats = self.encoder.mean_covariances(first_pass["gain"], first_pass["signal"], first_pass["wwt"])
             pair = (mats["MI_numerator"], mats["MI_denominator"])
@@ -119,6 +131,9 @@ class Recorder:
             if multiplier is not None:
                 self.log("lagrange_multiplier", done, multiplier.mean().item())
             self.log("lr", done, self.method.info_optimizer.param_groups[0]["lr"])
+            with torch.no_grad():
+                self.log("info/I_held_out", done, self.encoder.evaluate(self.held_out_point, self.cov)["MI"].double().mean().item())
+            self.log("time/train_seconds", done, self.train_seconds)
         if self._every(c.kl_every, done) or (c.kl_every and done == c.steps):
             with torch.no_grad():
                 self.log("info/KL_posterior", done, self.encoder.kl(self.eval_point, self.cov64).mean().item())
@@ -126,6 +141,7 @@ class Recorder:
             self.histograms(done, rates)
         if self._every(c.matrices_every, done) or done == c.steps:
             self.matrices(done)
+        self._clock = time.perf_counter()  # the recorder's own time is not training time
 
     def histograms(self, done: int, rates: torch.Tensor) -> None:
         self.log("histogram/r", done, rates.mean(1).detach().cpu())
@@ -162,8 +178,10 @@ class Recorder:
         self.sums, self.count = None, 0
 
     def state_dict(self) -> dict:
-        return {"sums": list(self.sums) if self.sums is not None else None, "count": self.count}
+        return {"sums": list(self.sums) if self.sums is not None else None, "count": self.count,
+                "train_seconds": self.train_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.sums = tuple(state["sums"]) if state["sums"] is not None else None
         self.count = state["count"]
+        self.train_seconds, self._clock = state["train_seconds"], time.perf_counter()
