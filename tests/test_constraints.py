@@ -160,7 +160,7 @@ def test_recorded_rate_gradient_of_augmented_lagrange_includes_the_rho_term():
     method = constraints.make("lagrange", [encoder.weights, encoder.log_gain, encoder.log_threshold], r0=1.0, lr=0.01,
                               rho=3.0, fr_scope="neuron", n_neurons=6)
     history = {}
-    recorder = Recorder(config, encoder, method, SimpleNamespace(train=point[:16].float()), cx, history)
+    recorder = Recorder(config, encoder, method, SimpleNamespace(train=point[:16].float(), test=point[16:].float()), cx, history)
     recorder.matrices(1)
     w, lg, lt = leaves(encoder)
     rates = deck_forward(w, lg, lt, recorder.eval_point, cx)[1]
