@@ -30,6 +30,9 @@ def synthetic(p, seed=0):
         "dog": achromatic(torch.exp(-r2 / (2 * s**2)) / s**2 - torch.exp(-r2 / (8 * s**2)) / (4 * s**2)),
         "dog 1.6": achromatic(torch.exp(-r2 / (2 * s**2)) / s**2 - torch.exp(-r2 / (2 * (1.6 * s) ** 2)) / (1.6 * s) ** 2),
         "noise": torch.randn(3 * p * p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64),
+        # one pixel with a faint rest: what the deck's jitter makes of filters at small sizes
+        "pixel": achromatic(torch.where((y.abs() < 1) & (x.abs() < 1) & (y > 0) & (x > 0), 1.0, 0.02)
+                            + 0.01 * torch.randn(p, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)),
     }
 
 
@@ -38,11 +41,12 @@ def synthetic(p, seed=0):
 def test_each_synthetic_filter_gets_its_kind(p, seed):
     filters = synthetic(p, seed)
     expected = {"blob": "blob", "gabor": "oriented", "dog": "centre-surround", "dog 1.6": "centre-surround",
-                "noise": "noise"}
+                "noise": "noise", "pixel": "pixel"}
     got = dict(zip(filters, fields.kinds(torch.stack(list(filters.values())), p)))
     assert got == expected
     m = fields.measures(torch.stack(list(filters.values())), p)
-    blob, gabor, dog, _, noise = range(5)
+    blob, gabor, dog, _, noise, pixel = range(6)
+    assert m["peak_share"][pixel] > 0.5 > 0.35 > m["peak_share"][blob]
     assert m["localization"][blob] > 0.6 > 0.1 > m["localization"][noise]
     assert m["orientation"][gabor] > 0.8 and m["orientation"][blob] < 0.05 and m["orientation"][dog] < 0.05
     assert m["surround"][blob] == 0 and 0.3 < m["surround"][dog] < 0.7

@@ -23,9 +23,12 @@ its energy per pixel and colour:
   (a difference of Gaussians: about 1/2; a blob: 0);
 * ``colour_opponency = 1 - luminance_share``.
 
+* ``peak_share``: the share of the energy in the most energetic pixel (1 for a single pixel).
+
 `kinds` turns them into one label per filter, in this order: "noise" (localization below
-`LOCALIZED`), "oriented" (orientation at least `ORIENTED`), "centre-surround" (surround at
-least `SURROUND`), else "blob". `tests/test_fields.py` checks each on synthetic filters.
+`LOCALIZED`), "pixel" (peak share at least `PIXEL`: localized, but to one pixel, the
+degenerate answer), "oriented" (orientation at least `ORIENTED`), "centre-surround" (surround
+at least `SURROUND`), else "blob". `tests/test_fields.py` checks each on synthetic filters.
 
 `neuron_order` sorts by polarity, then by colour, then by position (row-major), so that a
 matrix over neurons (a covariance) shows any structure those properties carry as blocks.
@@ -37,8 +40,8 @@ import math
 import torch
 
 ORDER_KEYS = ("polarity", "colour", "position")
-KINDS = ("noise", "oriented", "centre-surround", "blob")
-LOCALIZED, ORIENTED, SURROUND = 0.3, 0.4, 0.15
+KINDS = ("noise", "pixel", "oriented", "centre-surround", "blob")
+LOCALIZED, PIXEL, ORIENTED, SURROUND = 0.3, 0.5, 0.4, 0.15
 
 
 def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
@@ -89,16 +92,19 @@ def measures(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[
 
     share = opposite.sum((1, 2)) / (same + opposite).sum((1, 2)).clamp_min(1e-300)
     surround = torch.where(mean_distance(opposite) > mean_distance(same), share, torch.zeros_like(share))
+    energy = (fields**2).sum(-1).flatten(1)
+    peak_share = energy.amax(1) / energy.sum(1).clamp_min(1e-300)
     return d | {"localization": localization, "orientation": orientation, "surround": surround,
-                "colour_opponency": 1 - d["luminance_share"]}
+                "colour_opponency": 1 - d["luminance_share"], "peak_share": peak_share}
 
 
 def kinds(weights: torch.Tensor, patch_size: int, channels: int = 3) -> list[str]:
     """One of `KINDS` per filter (module docstring)."""
     m = measures(weights, patch_size, channels)
     labels = []
-    for loc, ori, sur in zip(m["localization"].tolist(), m["orientation"].tolist(), m["surround"].tolist()):
-        labels.append("noise" if loc < LOCALIZED else "oriented" if ori >= ORIENTED
+    for loc, peak, ori, sur in zip(m["localization"].tolist(), m["peak_share"].tolist(), m["orientation"].tolist(),
+                                   m["surround"].tolist()):
+        labels.append("noise" if loc < LOCALIZED else "pixel" if peak >= PIXEL else "oriented" if ori >= ORIENTED
                       else "centre-surround" if sur >= SURROUND else "blob")
     return labels
 
