@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
@@ -121,20 +121,16 @@ def profile_parts(step: CodingStep, steps: int = 3) -> dict[str, float]:
     return parts
 
 
+@contextmanager
 def threads(n: int | None):
-    """A context that runs torch with `n` intra-op threads (None: as it is)."""
-    if n is None:
-        return nullcontext()
-
-    class _Threads:
-        def __enter__(self):
-            self.before = torch.get_num_threads()
-            torch.set_num_threads(n)
-
-        def __exit__(self, *exc):
-            torch.set_num_threads(self.before)
-
-    return _Threads()
+    """Run torch with `n` intra-op threads inside the block (None: as it is)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- log-determinants by four factorisations (the deck's "LU decomposition?") ---------------

@@ -45,7 +45,7 @@ LOCALIZED, PIXEL, ORIENTED, SURROUND = 0.3, 0.5, 0.4, 0.15
 
 
 def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
-    """``centre`` ``[N, 2]``, ``spread``, ``polarity``, ``luminance_share`` ``[N]`` (float64)."""
+    """``centre`` ``[N, 2]``, ``spread``, ``polarity``, ``luminance_share``, ``peak_share`` ``[N]`` (float64)."""
     w = torch.as_tensor(weights).detach().double().cpu()
     if w.dim() != 2 or w.shape[1] != channels * patch_size**2:
         raise ValueError(f"weights must be [N, {channels} * patch_size^2 = {channels * patch_size**2}]; "
@@ -64,7 +64,8 @@ def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[
     polarity[polarity == 0] = 1.0
     lum_energy = channels * (luminance**2).sum((1, 2))
     share = lum_energy / (fields**2).sum((1, 2, 3)).clamp_min(1e-300)
-    return {"centre": torch.stack((cy, cx), 1), "spread": spread, "polarity": polarity, "luminance_share": share}
+    return {"centre": torch.stack((cy, cx), 1), "spread": spread, "polarity": polarity, "luminance_share": share,
+            "peak_share": energy.flatten(1).amax(1)}
 
 
 def measures(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
@@ -92,10 +93,8 @@ def measures(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[
 
     share = opposite.sum((1, 2)) / (same + opposite).sum((1, 2)).clamp_min(1e-300)
     surround = torch.where(mean_distance(opposite) > mean_distance(same), share, torch.zeros_like(share))
-    energy = (fields**2).sum(-1).flatten(1)
-    peak_share = energy.amax(1) / energy.sum(1).clamp_min(1e-300)
     return d | {"localization": localization, "orientation": orientation, "surround": surround,
-                "colour_opponency": 1 - d["luminance_share"], "peak_share": peak_share}
+                "colour_opponency": 1 - d["luminance_share"]}
 
 
 def kinds(weights: torch.Tensor, patch_size: int, channels: int = 3) -> list[str]:

@@ -65,19 +65,19 @@ class _Routines:
         self.scalar = scalar
 
 
+_PRECISIONS = {torch.float32: ("s", ctypes.c_float), torch.float64: ("d", ctypes.c_double)}
 _ROUTINES: dict = {}
 
 
 def routines(dtype: torch.dtype) -> _Routines:
     if dtype not in _ROUTINES:
-        _ROUTINES[dtype] = {torch.float32: lambda: _Routines("s", ctypes.c_float),
-                            torch.float64: lambda: _Routines("d", ctypes.c_double)}[dtype]()
+        _ROUTINES[dtype] = _Routines(*_PRECISIONS[dtype])
     return _ROUTINES[dtype]
 
 
 def available(tensor: torch.Tensor) -> bool:
     """Whether the kernel can run on `tensor` (CPU, float32 or float64, SciPy's Cython API)."""
-    if tensor.device.type != "cpu" or tensor.dtype not in (torch.float32, torch.float64):
+    if tensor.device.type != "cpu" or tensor.dtype not in _PRECISIONS:
         return False
     try:
         routines(tensor.dtype)
