@@ -49,8 +49,10 @@ def ascent_gradient(x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, t
 
 def _start(x0, dtype) -> tuple[torch.Tensor, bool]:
     x0 = torch.as_tensor(x0).to(dtype)  # stays on its device: a CUDA x0 runs on the GPU
-    if x0.shape[-1] != 2 or x0.dim() not in (1, 2):
-        raise ValueError(f"x0 must be [2] or [K, 2]; got {tuple(x0.shape)}")
+    if x0.dim() not in (1, 2) or x0.shape[-1] != 2 or x0.numel() == 0:
+        raise ValueError(f"x0 must be [2] or [K, 2] with K >= 1; got {tuple(x0.shape)}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError("x0 holds NaN or Inf: every start must be a finite point (x1, x2)")
     single = x0.dim() == 1
     return (x0[None] if single else x0).clone(), single
 

@@ -31,6 +31,9 @@ HELD_OUT_IMAGES = ("chelsea",)
 CENTERING = ("none", "patch", "dataset", "image")
 MASKS = ("none", "circular")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# scikit-image's colour photographs, by the name `load_image` accepts
+PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "motorcycle", "rocket", "immunohistochemistry", "retina", "logo")
+GREYSCALE = ("camera", "moon", "coins", "page", "text", "horse", "clock", "brick", "grass", "gravel")  # refused, by name
 
 
 def load_image(name: str) -> np.ndarray:
@@ -38,23 +41,38 @@ def load_image(name: str) -> np.ndarray:
     import skimage.data
     import skimage.io
 
+    name = str(name)
+    path = Path(name).expanduser()
     if name == "motorcycle":
         image = skimage.data.stereo_motorcycle()[0]
-    elif Path(name).suffix.lower() in IMAGE_SUFFIXES:
-        image = skimage.io.imread(name)
-    elif hasattr(skimage.data, name):
+    elif path.suffix.lower() in IMAGE_SUFFIXES or "/" in name or path.exists():
+        if path.is_dir():
+            raise ValueError(f"images: {name!r} is a folder; pass a folder alone, as images=({name!r},)")
+        if not path.exists():
+            raise ValueError(f"images: {name!r} does not exist (an image file, a folder of images, or one of "
+                             f"scikit-image's photographs such as {', '.join(TRAIN_IMAGES + HELD_OUT_IMAGES)})")
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"images: {name!r} is not an image file; allowed suffixes: {', '.join(IMAGE_SUFFIXES)}")
+        image = skimage.io.imread(path)
+    elif name in PHOTOGRAPHS + GREYSCALE:
         image = getattr(skimage.data, name)()
     else:
-        raise ValueError(f"image {name!r} is neither a scikit-image photograph nor an image file")
+        raise ValueError(f"images: {name!r} is neither a file nor a folder, nor one of scikit-image's colour photographs "
+                         f"({', '.join(PHOTOGRAPHS)})")
     image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=-1)
+    # a colour model: a greyscale image would give three identical channels and a singular C_x
+    if image.ndim != 3 or image.shape[-1] < 3 or (np.array_equal(image[..., 0], image[..., 1])
+                                                 and np.array_equal(image[..., 1], image[..., 2])):
+        raise ValueError(f"images: {name!r} is greyscale (shape {image.shape}); the model codes colour patches and "
+                         "needs RGB images")
     image = image[..., :3]  # drop alpha
     scale = 255.0 if image.dtype == np.uint8 else (65535.0 if image.dtype == np.uint16 else 1.0)
     return image.astype(np.float64) / scale
 
 
 def images_in_folder(folder: str | Path) -> list[str]:
+    if not Path(folder).is_dir():
+        raise ValueError(f"images: folder {str(folder)!r} does not exist")
     paths = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"folder {str(folder)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
@@ -91,6 +109,27 @@ def sample_patches(images: list[np.ndarray], count: int, size: int, rng: np.rand
         x = rng.integers(image.shape[1] - size + 1)
         patches[k] = image[y:y + size, x:x + size].reshape(-1)
     return patches
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(count: int, dim: int) -> None:
+    """Refuse, before any work, patch sets that cannot fit: cutting holds ``count x dim`` float64
+    values about three times over (cut, centred, converted)."""
+    need, have = 3 * 8 * count * dim, available_memory()
+    if have is not None and need > have:
+        raise ValueError(f"{count} patches of dimension {dim} need about {need / 2**30:.1f} GiB to cut, more than the "
+                         f"{have / 2**30:.1f} GiB available: lower the patch size (size, patch_size) or the number of "
+                         "patches (n_train, n_patches)")
 
 
 @dataclass
@@ -154,8 +193,15 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
                          "must come from images the training never sees")
     rng = np.random.default_rng(seed)
     prepare = normalize_image if centering == "image" else (lambda image: image)
-    train = sample_patches([prepare(load_image(n)) for n in train_names], n_train, size, rng)
-    test = sample_patches([prepare(load_image(n)) for n in test_names], n_test, size, rng)
+    loaded = {name: load_image(name) for name in train_names + test_names}
+    small = {name: image.shape[:2] for name, image in loaded.items() if min(image.shape[:2]) < size}
+    if small:
+        raise ValueError(f"size={size} (patch_size): patches of {size} x {size} pixels do not fit in "
+                         + ", ".join(f"{name!r} ({h} x {w})" for name, (h, w) in small.items())
+                         + "; use a smaller patch size or larger images")
+    check_memory(n_train + n_test, 3 * size * size)
+    train = sample_patches([prepare(loaded[n]) for n in train_names], n_train, size, rng)
+    test = sample_patches([prepare(loaded[n]) for n in test_names], n_test, size, rng)
     if mask == "circular":
         window = np.repeat(circular_mask(size).reshape(-1), 3)  # the layout (y, x, c): one value per pixel, all colours
         train *= window

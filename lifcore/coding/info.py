@@ -134,7 +134,22 @@ def response_covariance(weights: torch.Tensor, gain: torch.Tensor, input_covaria
 
 
 def mutual_information(response_cov: torch.Tensor, noise_cov: torch.Tensor, jitter: float | None = None) -> torch.Tensor:
-    """``1/2 (logdet Sigma_r - logdet Sigma_n)`` per sample, nats (divide by `NATS_PER_BIT` for bits)."""
+    """``1/2 (logdet Sigma_r - logdet Sigma_n)`` per sample, nats (divide by `NATS_PER_BIT` for bits).
+
+    Both must be (batches of) symmetric matrices of the same size: Cholesky reads one triangle, so a
+    non-symmetric input would otherwise be silently taken for another matrix."""
+    for name, m in (("response_cov", response_cov), ("noise_cov", noise_cov)):
+        if not torch.is_tensor(m) or m.dim() < 2 or m.shape[-1] != m.shape[-2]:
+            raise ValueError(f"{name} must be a square matrix [..., N, N]; got "
+                             f"{tuple(m.shape) if torch.is_tensor(m) else type(m).__name__}")
+        if not bool(torch.isfinite(m).all()):
+            raise ValueError(f"{name} holds NaN or Inf values")
+        scale = m.detach().abs().amax().clamp_min(torch.finfo(m.dtype).tiny)
+        if float((m.detach() - m.detach().transpose(-1, -2)).abs().amax() / scale) > 100 * torch.finfo(m.dtype).eps:
+            raise ValueError(f"{name} is not symmetric (largest |M - M^T| / max|M| above 100 eps): a covariance is symmetric")
+    if response_cov.shape[-1] != noise_cov.shape[-1]:
+        raise ValueError(f"response_cov is {response_cov.shape[-1]} x {response_cov.shape[-1]} but noise_cov is "
+                         f"{noise_cov.shape[-1]} x {noise_cov.shape[-1]}: both are covariances of the same N responses")
     return 0.5 * (logdet_spd(response_cov, jitter, "MI_numerator (Sigma_r)")
                   - logdet_spd(noise_cov, jitter, "MI_denominator (Sigma_n)"))
 

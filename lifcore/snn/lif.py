@@ -139,9 +139,20 @@ class LIFNetwork(nn.Module):
         return current if self.bias is None else current + self.bias
 
     def check_input(self, x: torch.Tensor) -> None:
+        """`x` must be a finite ``[T, B, n_in]`` tensor with T, B >= 1, of the network's dtype and
+        device: a NaN would silently give zero spikes (``NaN > v_th`` is False) beside NaN potentials."""
         if not torch.is_tensor(x) or x.dim() != 3 or x.shape[-1] != self.n_in:
             shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
             raise ValueError(f"x must be a [T, B, n_in={self.n_in}] tensor; got {shape}")
+        if x.shape[0] < 1 or x.shape[1] < 1:
+            raise ValueError(f"x must have at least one time step and one sample (T, B >= 1); got shape {tuple(x.shape)}")
+        if x.dtype != self.w_in.dtype:
+            raise ValueError(f"x has dtype {x.dtype} but the network is {self.w_in.dtype}: convert the input "
+                             f"(x.to({self.w_in.dtype})) or build the network with dtype={x.dtype}")
+        if x.device != self.w_in.device:
+            raise ValueError(f"x is on {x.device} but the network is on {self.w_in.device}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("x holds NaN or Inf values: the network's input must be finite")
 
     def parameters_for_step(self) -> LIFParameters:
         w_rec_t = (self.w_rec * self.off_diagonal).t() if self.recurrent else None

@@ -148,6 +148,13 @@ class TrainConfig:
             raise ValueError(f"jitter_stop={self.jitter_stop} must be >= jitter_start={self.jitter_start}")
         if not isinstance(self.images, tuple):
             raise ValueError(f"images={self.images!r} must be a tuple of image names or paths (or a folder in a 1-tuple)")
+        # C_x is estimated from cov_batches x batch_size patches drawn from n_patches: fewer than D + 1 of
+        # either leaves it singular (H_X = -inf, a failed Cholesky at step 0)
+        for what, count in (("cov_batches x batch_size", self.cov_batches * self.batch_size), ("n_patches", self.n_patches)):
+            if count <= self.dim:
+                raise ValueError(f"{what} = {count} patches cannot estimate the input covariance of dimension "
+                                 f"D = 3 patch_size^2 = {self.dim}: it needs more than D patches; raise "
+                                 f"{'cov_batches' if 'cov' in what else 'n_patches'} or lower patch_size")
         resolve_device(self.device)  # raises ValueError naming device
 
     @property
@@ -175,6 +182,30 @@ class TrainConfig:
         from .store import run_key
 
         return run_key(self)
+
+
+def coerce_fields(fields: dict) -> dict:
+    """TrainConfig fields as YAML gives them, taken as meant: PyYAML reads ``1e-3`` as a string and
+    has lists, not tuples. A string that reads as a number becomes that number in a numeric
+    field (an integral one in an integer field); a list becomes a tuple in `images`. Anything
+    else is left for `TrainConfig` to check."""
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for name, value in fields.items():
+        kind = types.get(name, "")
+        if isinstance(value, str) and ("float" in kind or kind == "int"):
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+            else:
+                value = int(number) if kind == "int" and number.is_integer() else number
+        elif isinstance(value, float) and kind == "int" and value.is_integer():
+            value = int(value)
+        elif isinstance(value, list) and kind == "tuple":
+            value = tuple(value)
+        out[name] = value
+    return out
 
 
 def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
