@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lifcore import resolve_device
-from lifcore.train import DivergenceError, Run, TrainConfig, deck_config, train
+from lifcore.train import DivergenceError, Run, TrainConfig, coerce_fields, deck_config, train
 
 
 def train_all(named_configs: dict, cache_dir: str | Path = "runs", progress: bool = True) -> dict[str, Run | DivergenceError]:
@@ -25,6 +25,14 @@ def train_all(named_configs: dict, cache_dir: str | Path = "runs", progress: boo
     return runs
 
 
+def needed(runs: dict, *names) -> None:
+    """Stop a chapter that cannot go on without the named runs, saying which diverged and why
+    (instead of an AttributeError on a `DivergenceError` further down)."""
+    for name in names:
+        if isinstance(runs.get(name), Exception):
+            raise RuntimeError(f"the run {name!r} diverged, and this chapter cannot go on without it: {runs[name]}")
+
+
 DECK_QUICK = dict(steps=200, patch_size=4, n_neurons=16, batch_size=32, n_patches=4000, cov_batches=20, eval_size=64)
 DECK_FR_FACTORS = (0.01, 0.1, 1.0, 10.0, 100.0)  # FR_learning_rate / lr; the deck's histogram labels 1, 10, 100
 AROUND_SHARE = 0.1  # the objective around each part of a step is recorded over the last tenth of a run
@@ -33,7 +41,7 @@ AROUND_SHARE = 0.1  # the objective around each part of a step is recorded over 
 def deck_base(**deck) -> TrainConfig:
     """The deck's config (`deck_config`) at the length and size of `deck` (over `DECK_QUICK`). A device
     "auto" is resolved here, so that a run is cached under the device it runs on."""
-    merged = DECK_QUICK | deck
+    merged = coerce_fields(DECK_QUICK | deck)  # YAML's "1e-3" and lists, as meant
     if "device" in merged:
         merged["device"] = str(resolve_device(merged["device"]))
     steps = merged.pop("steps")

@@ -272,3 +272,125 @@ def test_held_out_information_and_training_seconds_are_recorded():
     assert held_out != run.series("info/I")[1]  # other patches, other values
     _, seconds = run.series("time/train_seconds")
     assert seconds[0] == 0.0 and all(b >= a for a, b in zip(seconds, seconds[1:])) and seconds[-1] > 0
+
+
+# the run cache refuses what it cannot trust (issue 15)
+
+def _finished(tmp_path):
+    config = TrainConfig(method="alternating", **SMALL)
+    run = train(config, cache_dir=tmp_path, progress=False)
+    return config, run, tmp_path / config.key()
+
+
+class _Planted:
+    def __reduce__(self):  # unpickling would run this
+        import os
+        return (os.system, ("touch planted-pickle-ran",))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "garbage", "planted pickle", "NaN weight"])
+@pytest.mark.parametrize("name", ["result.pt", "checkpoint.pt"])
+def test_an_unusable_cache_file_is_moved_aside_with_a_message_and_the_run_trained_again(tmp_path, monkeypatch, name, damage):
+    from lifcore.train.store import CacheWarning
+
+    monkeypatch.chdir(tmp_path)
+    config, reference, folder = _finished(tmp_path / "runs")
+    (folder / ("result.pt" if name == "checkpoint.pt" else "checkpoint.pt")).unlink()  # only the damaged file is left
+    file = folder / name
+    good = file.read_bytes()
+    if damage == "empty":
+        file.write_bytes(b"")
+    elif damage == "truncated":
+        file.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        file.write_bytes(b"\x80\x04not a torch file" * 50)
+    elif damage == "planted pickle":
+        torch.save({"model": _Planted()}, file)
+    else:
+        state = torch.load(file, weights_only=True)
+        state["model"]["weights"][0, 0] = float("nan")
+        torch.save(state, file)
+    calls = []
+    with pytest.warns(CacheWarning, match=rf"{name}.*(cannot be read|refuses|NaN or Inf).*moved to {name}\.bad-"):
+        again = train(config, cache_dir=tmp_path / "runs", progress=False, callback=lambda s, m: calls.append(s))
+    assert not (tmp_path / "planted-pickle-ran").exists()
+    assert calls[0] == 0 and len(calls) == config.steps  # trained again from step 0, not loaded
+    assert len(list(folder.glob(f"{name}.bad-*"))) == 1
+    assert torch.equal(again.model.weights, reference.model.weights)  # same seed, same run
+
+
+def test_a_finished_run_loads_from_a_cache_that_cannot_be_written(tmp_path, monkeypatch):
+    import tempfile
+    from pathlib import Path
+
+    config, reference, folder = _finished(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    # root ignores file modes: refuse every way the cache could write instead
+    for target, name in ((tempfile, "mkstemp"), (Path, "mkdir"), (Path, "write_text"), (Path, "rename"), (torch, "save")):
+        monkeypatch.setattr(target, name, refuse)
+    loaded = train(config, cache_dir=tmp_path, progress=False)
+    assert torch.equal(loaded.model.weights, reference.model.weights)
+    assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+
+def test_a_cache_that_cannot_be_written_stops_the_run_before_its_first_step(tmp_path, monkeypatch):
+    import tempfile
+    from lifcore.train.store import CacheWriteError
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    calls = []
+    config = TrainConfig(method="alternating", **SMALL)
+    with pytest.raises(CacheWriteError, match=rf"{tmp_path / config.key()} is not writable \(Permission denied\)"):
+        train(config, cache_dir=tmp_path, progress=False, callback=lambda s, m: calls.append(s))
+    assert calls == []
+
+
+def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
+    """Two writers of one file (two processes on one config) each write to a temporary of their own: the
+    last rename wins and the file is always whole (the old shared name made one writer's rename fail)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from lifcore.train.store import atomic_save
+
+    target = tmp_path / "checkpoint.pt"
+    payloads = [{"step": k, "w": torch.full((200, 200), float(k))} for k in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda k: [atomic_save(payloads[k], target) for _ in range(25)], range(4)))
+    state = torch.load(target, weights_only=True)
+    assert torch.equal(state["w"], torch.full((200, 200), float(state["step"])))
+    assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
+
+
+def test_a_divergence_first_seen_on_a_logging_step_is_a_divergence_error(tmp_path):
+    """Finite but huge gains after a step: the parameters pass the finiteness check, and the recorder's
+    matrices at the logging step (step 10) are the first to fail. That is a DivergenceError naming the
+    step, with the last checkpoint kept, not a NotPositiveDefiniteError advising a jitter."""
+    import sys
+    from pathlib import Path
+
+    config = deck_config(30, **DECK_SMALL)
+    assert config.log_every == 1 or 10 % config.log_every == 0
+
+    def blow_up(step, model):
+        if step == 9:
+            with torch.no_grad():
+                model.weights.mul_(1e25)  # finite parameters, but the recorder's W C_x W^T overflows float32
+
+    with pytest.raises(DivergenceError, match="diverged at step 9.*last good checkpoint"):
+        train(config, cache_dir=tmp_path, checkpoint_every=4, progress=False, callback=blow_up)
+    assert torch.load(tmp_path / config.key() / "checkpoint.pt", weights_only=True)["step"] == 8
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "notebooks"))
+    import chapter_runs
+
+    # a chapter's runs: a diverged one comes back as its error, and a chapter that needs it says which and why
+    runs = chapter_runs.train_all({"fine": config, "lr 1e3": deck_config(30, lr=1e3, **DECK_SMALL)}, None, False)
+    assert not isinstance(runs["fine"], Exception) and isinstance(runs["lr 1e3"], DivergenceError)
+    chapter_runs.needed(runs, "fine")
+    with pytest.raises(RuntimeError, match="'lr 1e3' diverged.*cannot go on without it.*diverged at step"):
+        chapter_runs.needed(runs, "fine", "lr 1e3")

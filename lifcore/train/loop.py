@@ -86,6 +86,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
         method.load_state_dict(finished["method"])
         return Run(config, encoder, finished["history"], input_covariance, data, store.path)
 
+    store.check_writable()  # before any step: a run that cannot be saved stops now, naming the folder
     noise = torch.Generator().manual_seed(config.seed + 1)
     history: dict[str, list] = {}
     recorder = Recorder(config, encoder, method, data, input_covariance, history, writer)
@@ -112,7 +113,10 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
 
     cov = input_covariance.to(device, dtype)
     if start == 0:
-        recorder.measure(0)
+        try:
+            recorder.measure(0)
+        except NotPositiveDefiniteError as err:  # the initial model already fails: the config, not the training
+            raise diverged(0, str(err).split(";")[0]) from err
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
                desc=f"{config.method} {config.key()[:6]}")
     for step in bar:

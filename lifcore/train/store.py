@@ -12,6 +12,12 @@
   leaves the previous file, never half a file, and two writers never share a temporary.
 * Files are read with ``torch.load(..., weights_only=True)``: a cache folder may be shared
   (a cluster file system, a downloaded cache), and a pickle planted in it is refused, not run.
+* A file that cannot be read (empty, truncated, garbage, a planted pickle) or that holds a
+  NaN or Inf parameter is never loaded: it is moved aside to ``<name>.bad-<time>-<pid>`` with
+  a `CacheWarning` that names it and says why, and the run trains (or resumes) without it.
+* Loading a finished run writes nothing (a read-only cache serves it); before training, the
+  folder is checked to be writable, so that a write failure is an error naming the path
+  before the first step, not after the last.
 """
 from __future__ import annotations
 
@@ -19,7 +25,11 @@ import ast
 import hashlib
 import json
 import os
+import pickle
 import tempfile
+import time
+import warnings
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -88,16 +98,58 @@ def run_key(config) -> str:
     return digest.hexdigest()[:16]
 
 
+class CacheWarning(UserWarning):
+    """A cache file was unreadable or held non-finite numbers, and was moved aside."""
+
+
+class CacheWriteError(OSError):
+    """The run cache cannot be written; the message names the path."""
+
+
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` to a uniquely named temporary beside `path`, then rename over it."""
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise CacheWriteError(f"cannot write {path} ({err.strerror or err})") from err
     os.close(handle)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise CacheWriteError(f"cannot write {path} ({err.strerror or err})") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_problem(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    planted = next((line for line in lines if "GLOBAL" in line), None)
+    if planted is not None:
+        return (f"holds Python objects that a safe load (weights_only=True) refuses ({planted}): lifcore never "
+                "writes such a file, and code planted in a pickle is not run")
+    # torch's weights-only errors open with a paragraph of advice; the line that names the fault follows it
+    detail = next((line for line in lines if "unsupported" in line.lower()),
+                  next((line for line in lines if "error" in line.lower()), lines[0] if lines else type(err).__name__))
+    return f"cannot be read: it is not a complete file written by torch.save ({type(err).__name__}: {detail[:160]})"
+
+
+def _non_finite(state) -> str | None:
+    """The first parameter or optimiser tensor that holds NaN or Inf, by name, or None."""
+    for part in ("model", "method"):
+        stack = [(part, state.get(part))]
+        while stack:
+            name, value = stack.pop()
+            if torch.is_tensor(value):
+                if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                    return name
+            elif isinstance(value, dict):
+                stack.extend((f"{name}.{k}", v) for k, v in value.items())
+            elif isinstance(value, (list, tuple)):
+                stack.extend((f"{name}[{k}]", v) for k, v in enumerate(value))
+    return None
 
 
 class RunStore:
@@ -108,9 +160,30 @@ class RunStore:
         self.path = Path(cache_dir).expanduser() / config.key() if cache_dir is not None else None
 
     def _load(self, name: str, device) -> dict | None:
+        """The state in `name`, or None when absent or unusable (then moved aside, with a warning)."""
         if self.path is None or not (self.path / name).exists():
             return None
-        return torch.load(self.path / name, map_location=device, weights_only=True)
+        file = self.path / name
+        try:
+            state = torch.load(file, map_location=device, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
+            problem = _read_problem(err)
+        else:
+            bad = _non_finite(state) if isinstance(state, dict) else "its contents (not a dict)"
+            if bad is None:
+                return state
+            problem = f"holds NaN or Inf values in {bad}"
+        aside = file.with_name(f"{name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            file.rename(aside)
+        except OSError as err:
+            raise CacheWriteError(f"run cache: {file} {problem}, and it cannot be moved aside ({err.strerror or err}); "
+                                  "delete it, or pass another cache_dir") from err
+        what = ("the run is trained again (from its last checkpoint, where one is kept)" if name == "result.pt"
+                else "the run starts again from step 0")
+        warnings.warn(f"run cache: {file} {problem}; moved to {aside.name} beside it, and {what}", CacheWarning,
+                      stacklevel=3)
+        return None
 
     def result(self, device) -> dict | None:
         """The finished run's ``{"model", "history", ...}``, or None."""
@@ -124,6 +197,19 @@ class RunStore:
         config_file = self.path / "config.json"
         if not config_file.exists():
             config_file.write_text(json.dumps(self.config.asdict(), indent=1, sort_keys=True))
+
+    def check_writable(self) -> None:
+        """Raise `CacheWriteError` naming the folder now if the run could not be saved later."""
+        if self.path is None:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(prefix=".write-check.", dir=self.path)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as err:
+            raise CacheWriteError(f"the run cache {self.path} is not writable ({err.strerror or err}): pass another "
+                                  "cache_dir (or cache_dir=None to keep nothing)") from err
 
     def save_checkpoint(self, state: dict) -> None:
         if self.path is not None:
