@@ -4,6 +4,13 @@ profile, then let Jupyter Book 1 publish the executed copies.
     python book/build.py                      # the `book` profile (what `make book` runs)
     python book/build.py --profile full       # the slides' own scale (for a GPU)
     python book/build.py --only 01_lif_dynamics --force
+    python book/build.py --profile my.yaml    # a profile file of one's own
+
+Before anything runs, every parameter a profile gives a notebook is checked against the names of
+that notebook's parameters cell (a misspelt one is an error listing the known ones); each
+notebook then checks the values itself (notebooks/chapter_parameters.py). A build that is
+interrupted (Ctrl-C, SIGTERM, a timeout) stops papermill and its kernel with it; if the builder
+is killed outright, papermill dies with it (PR_SET_PDEATHSIG) and the kernel follows its parent.
 
 Executed notebooks land in ``_build/src/`` beside copies of the book's pages and
 configuration; the HTML in ``_build/html/``. A notebook is executed again only when
@@ -14,6 +21,8 @@ ever written.
 from __future__ import annotations
 
 import argparse
+import ast
+import ctypes
 import hashlib
 import json
 import os
@@ -66,15 +75,52 @@ def toc_files(toc: dict) -> list[str]:
 
 
 def load_profile(name: str) -> dict:
-    path = PROFILES / f"{name}.yaml"
+    """A profile of book/profiles/ by name, or a YAML file by path."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILES / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
-        raise SystemExit(f"--profile {name!r} does not exist; allowed: {', '.join(known)}")
-    return yaml.safe_load(path.read_text()) or {}
+        raise SystemExit(f"--profile {name!r} does not exist; allowed: {', '.join(known)}, or a path to a .yaml file")
+    profile = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(profile, dict) or not all(isinstance(v, dict) or v is None for v in profile.values()):
+        raise SystemExit(f"--profile {name!r}: a profile maps notebook names (and `common`) to dicts of parameters")
+    return profile
 
 
-def notebook_parameters(profile: dict, stem: str) -> dict:
-    return {**(profile.get("common") or {}), **(profile.get(stem) or {})}
+def declared_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's `parameters` cell assigns, in order."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next((c for c in nb.cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        return []
+    return [target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)]
+
+
+def profile_problems(profile: dict, name: str, notebooks: list[Path]) -> list[str]:
+    """Every section that names no notebook and every parameter a notebook does not declare."""
+    stems = {nb.stem: nb for nb in notebooks}
+    found = [f"profile {name!r}: section {key!r} names no notebook of _toc.yml; known: common, {', '.join(stems)} "
+             "(a section named _... only holds YAML anchors)"
+             for key in profile if key != "common" and not key.startswith("_") and key not in stems]
+    declared_by = {stem: declared_parameters(notebook) for stem, notebook in stems.items()}
+    anywhere = set().union(*declared_by.values()) if declared_by else set()
+    stray = sorted(set(profile.get("common") or {}) - anywhere)
+    if stray:
+        found.append(f"profile {name!r}, common: {', '.join(stray)} is a parameter of no notebook")
+    for stem, declared in declared_by.items():
+        unknown = sorted(set(profile.get(stem) or {}) - set(declared))
+        if unknown:
+            found.append(f"profile {name!r}, {stem}: unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"{stem}'s parameters are: {', '.join(declared)}")
+    return found
+
+
+def notebook_parameters(profile: dict, stem: str, declared: list[str] | None = None) -> dict:
+    """`common` (the names the notebook declares, when given) under the notebook's own section."""
+    common = {k: v for k, v in (profile.get("common") or {}).items() if declared is None or k in declared}
+    return {**common, **(profile.get(stem) or {})}
 
 
 def stamp_of(notebook: Path, parameters: dict) -> str:
@@ -95,17 +141,19 @@ def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> flo
                "--cwd", str(notebook.parent), "--execution-timeout", str(timeout), "--kernel", "python3",
                "--log-output", "--no-progress-bar"]
     start = time.perf_counter()
-    # its own process group, so that a hung kernel (papermill can hang on an `interact` cell) dies too
-    process = subprocess.Popen(command, start_new_session=True, env={**os.environ, **ONE_THREAD,
-                                                                   "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    # its own session (a Ctrl-C reaches the builder, which stops the whole tree: `stop`), and it dies with
+    # the builder even when the builder is killed outright
+    process = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent,
+                               env={**os.environ, **ONE_THREAD, "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
     try:
         returncode = process.wait(timeout=timeout + 60)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
         raise RuntimeError(f"{notebook.name} did not finish in {timeout + 60} s and was stopped")
+    finally:
+        stop(process)  # papermill and its kernel (in a session of its own): nothing outlives this call
     if returncode != 0:
-        raise RuntimeError(f"{notebook.name} failed (papermill exit {returncode}); "
-                           f"the executed copy with the error is {partial}")
+        raise RuntimeError(f"{notebook.name} failed (papermill exit {returncode}): {notebook_error(partial)}\n"
+                           f"    the executed copy with the error is {partial}")
     hide_parameter_cells(partial)
     found = check.problems(partial)
     if found:
@@ -113,6 +161,72 @@ def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> flo
                            f"is {partial}:\n    " + "\n    ".join(found))
     partial.replace(target)
     return time.perf_counter() - start
+
+
+def notebook_error(path: Path) -> str:
+    """The error a failed notebook stopped on ("ParameterError: unknown parameter ..."), from its executed copy."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 (papermill may have failed before writing anything)
+        return "papermill wrote no notebook (see its output above)"
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                return f"{output.get('ename')}: {output.get('evalue')}"
+    return "no cell error recorded (see papermill's output above)"
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the builder dies (Linux PR_SET_PDEATHSIG), however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: `stop` still runs on Ctrl-C, SIGTERM and timeouts
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc; empty elsewhere): the kernel papermill started runs in a
+    session of its own, so a signal to papermill's process group does not reach it."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent == frontier.pop()]
+        found += children
+        frontier += children
+    return found
+
+
+def stop(process: subprocess.Popen, grace: float = 3.0) -> None:
+    """Stop `process` and everything it started: SIGTERM, then SIGKILL after `grace` seconds."""
+    if process.poll() is not None and not descendants(process.pid):
+        return
+    pids = [process.pid] + descendants(process.pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()  # reap papermill
+            if not any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in pids):
+                return
+            time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
+    except (OSError, IndexError):
+        return False
 
 
 def hide_parameter_cells(path: Path) -> None:
@@ -214,6 +328,10 @@ def write_claims_page(entries: list[str], target: Path) -> int:
     return len(rows)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="book", help="a file of book/profiles/ (default: book)")
@@ -221,10 +339,28 @@ def main(argv=None) -> int:
     parser.add_argument("--force", action="store_true", help="execute even when the stamp is unchanged")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
     parser.add_argument("--no-html", action="store_true", help="execute the notebooks, skip the HTML")
+    parser.add_argument("--build-dir", default=None, help="where executed copies and HTML go (default: _build)")
     args = parser.parse_args(argv)
+    if args.build_dir is not None:
+        global BUILD, SRC, VENDOR_CACHE
+        BUILD = Path(args.build_dir).resolve()
+        SRC, VENDOR_CACHE = BUILD / "src", BUILD / "vendor-cache"
+    # SIGTERM (a job scheduler, `kill`) stops the build the way Ctrl-C does: through `stop`
+    signal.signal(signal.SIGTERM, _interrupt)
 
     profile = load_profile(args.profile)
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    notebooks = [(ROOT / entry).with_suffix(".ipynb") for entry in toc_files(toc)
+                 if (ROOT / entry).with_suffix(".ipynb").exists()]
+    stems = [nb.stem for nb in notebooks]
+    unknown = [stem for stem in args.only or [] if stem not in stems]
+    if unknown:
+        print(f"[book] --only {' '.join(unknown)}: no such notebook in _toc.yml; known: {', '.join(stems)}", file=sys.stderr)
+        return 2
+    problems = profile_problems(profile, args.profile, notebooks)
+    if problems:
+        print("[book] nothing executed:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     SRC.mkdir(parents=True, exist_ok=True)
     stage_config(SRC)
 
@@ -234,7 +370,7 @@ def main(argv=None) -> int:
         notebook = source.with_suffix(".ipynb")
         if notebook.exists():
             target = SRC / Path(entry).with_suffix(".ipynb")
-            parameters = notebook_parameters(profile, notebook.stem)
+            parameters = notebook_parameters(profile, notebook.stem, declared_parameters(notebook))
             stamp = stamp_of(notebook, parameters) + args.profile
             stamp_file = target.with_suffix(".stamp")
             wanted = args.only is None or notebook.stem in args.only
