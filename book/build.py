@@ -197,7 +197,8 @@ def descendants(pid: int) -> list[int]:
             continue
     found, frontier = [], [pid]
     while frontier:
-        children = [child for child, parent in parents.items() if parent == frontier.pop()]
+        current = frontier.pop()
+        children = [child for child, parent in parents.items() if parent == current]
         found += children
         frontier += children
     return found
@@ -422,4 +423,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: `execute` has stopped papermill and its kernel
+        print("\n[book] interrupted: the notebooks executed so far are kept, and a re-run resumes after them",
+              file=sys.stderr)
+        sys.exit(130)

@@ -147,8 +147,21 @@ def test_build_stops_on_a_bad_value_and_says_which(tmp_path):
     profile.write_text("01_lif_dynamics:\n  fi_steps: 0\n")
     result = subprocess.run([PYTHON, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only", "01_lif_dynamics",
                              "--no-html", "--build-dir", str(tmp_path / "build")], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1
-    assert "ParameterError: parameter fi_steps=0: must be an integer >= 100" in result.stderr
+    assert result.returncode == 1, result.stderr[-3000:]
+    # the builder's own summary names the notebook and the error it stopped on
+    assert ("01_lif_dynamics.ipynb failed (papermill exit 1): ParameterError: parameter fi_steps=0: must be an integer >= 100"
+            in result.stderr), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr.split("[book]", 1)[-1]  # the builder itself did not crash
+
+
+def test_build_executes_a_chapter_and_leaves_no_process(tmp_path):
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text("01_lif_dynamics:\n  n_neurons: 10\n  T: 50\n  fi_points: 3\n  fi_steps: 100\n")
+    result = subprocess.run([PYTHON, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only", "01_lif_dynamics",
+                             "--no-html", "--build-dir", str(tmp_path / "build")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    executed = nbformat.read(tmp_path / "build" / "src" / "notebooks" / "01_lif_dynamics.ipynb", as_version=4)
+    assert any(c.get("outputs") for c in executed.cells)
 
 
 @pytest.mark.parametrize("args, message", [
