@@ -2,8 +2,10 @@
 through the check cell each notebook runs (notebooks/chapter_parameters.py), through papermill as the
 README documents it, and through book/build.py with a profile."""
 import importlib.util
+import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +178,52 @@ def test_build_refuses_unknown_names_before_executing_anything(tmp_path, args, m
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "b").exists()  # nothing staged, nothing executed
+
+
+def papermill(stem, yaml_parameters, tmp_path):
+    """`papermill` as the README runs it, with `-y` YAML (the spelling of the profiles), device cpu."""
+    out = tmp_path / f"{stem}.ipynb"
+    result = subprocess.run([PYTHON, "-m", "papermill", str(NOTEBOOKS / f"{stem}.ipynb"), str(out), "--cwd", str(NOTEBOOKS),
+                             "-y", yaml_parameters, "-p", "device", "cpu"], capture_output=True, text=True, timeout=600,
+                            cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return result, (nbformat.read(out, as_version=4) if out.exists() else None)
+
+
+def error_of(nb):
+    return next((f"{o['ename']}: {o['evalue']}" for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"), None)
+
+
+@pytest.mark.parametrize("stem, yaml_parameters, message", [
+    ("01_lif_dynamics", "{fi_steps: 0}", "ParameterError: parameter fi_steps=0: must be an integer >= 100"),
+    ("01_lif_dynamics", "{input_rate: -0.5}", "ParameterError: parameter input_rate=-0.5: must be a finite number >= 0"),
+    ("02_eprop_vs_bptt", "{horizons: []}", "ParameterError: parameter horizons=[]: must be a list of at least 1 value"),
+    ("04_rate_variance_branching", "{eval_T: 50}", "ParameterError: parameter eval_T=50: must be an integer >= 200"),
+    ("kl_vs_mi", "{deck: {device: cpu}}", "ParameterError: parameter deck sets device='cpu'"),
+    ("kl_vs_mi", "{deck: {patch_size: 600}}", "ParameterError: parameter deck: cov_batches x batch_size = 640 patches"),
+    ("kl_around_rate_step", "{deck: {lr: 1e3}, runs_dir: null}",
+     "RuntimeError: the run 'two_losses x1' diverged, and this chapter cannot go on without it: run"),
+])
+def test_through_papermill_a_bad_value_stops_the_notebook_with_its_name(stem, yaml_parameters, message, tmp_path):
+    yaml_parameters = yaml_parameters.replace("runs_dir: null", f"runs_dir: {tmp_path / 'runs'}")
+    result, nb = papermill(stem, yaml_parameters, tmp_path)
+    assert result.returncode != 0
+    assert error_of(nb).startswith(message), error_of(nb)
+
+
+def test_through_papermill_yaml_numbers_and_lists_train_and_the_target_rate_page_says_what_its_numbers_say(tmp_path):
+    """PyYAML's `1e-3` (a string) and a list of images reach TrainConfig as meant; the target-rate chapter at an
+    absurd lr (1e9, the loss rises) no longer says the loss fell."""
+    runs = tmp_path / "runs"
+    result, nb = papermill("kl_vs_mi", f"{{deck: {{lr: 1e-3, steps: 2e1, images: [astronaut, coffee]}}, runs_dir: {runs}}}", tmp_path)
+    assert result.returncode == 0, error_of(nb)
+    config = json.loads(next(runs.glob("*/config.json")).read_text())
+    assert config["lr"] == 1e-3 and config["steps"] == 20 and config["images"] == ["astronaut", "coffee"]
+
+    result, nb = papermill("03_target_rate", "{lr: 1e9, steps: 3, T: 30, n_neurons: 10, batch: 2}", tmp_path)
+    assert result.returncode == 0, error_of(nb)
+    text = next(o["data"]["text/markdown"] for c in nb.cells for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})
+                and "Final held-out losses" in o["data"]["text/markdown"])
+    held = [float(v) for v in re.search(r"([\d.e+-]+) against ([\d.e+-]+)", text.split("Final held-out losses")[1]).groups()]
+    first = float(re.search(r"from ([\d.e+-]+) at the first step", text).group(1))
+    said = re.search(r"the loss\s+(fell|did not fall) with e-prop and (fell|did not fall) with BPTT", text).groups()
+    assert said == tuple("fell" if h < first else "did not fall" for h in held), text
