@@ -9,7 +9,8 @@ Layout
                   interface), soft_lif, softplus, kernels
 ``constraints/``  rate-constraint methods behind one driver: lagrange, two_losses, gamma (homeostatic),
                   alternating, penalty
-``train/``        config, build, schedule, loop, record, store (the run cache)
+``train/``        config, build, schedule, loop, record, events (TensorBoard), store (the run cache
+                  and its lock), sweep (many runs as submitit jobs)
 ``toy``           the two-parameter toy problem; ``tiles`` receptive fields as colour tiles;
 ``plots``         figures several chapters draw alike (ridge plots of histograms);
 ``timing``        a coding step's profile, FLOP floor and the log-determinant comparison

@@ -25,3 +25,17 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={device!r} is not supported; allowed: {', '.join(ALLOWED_DEVICES)}")
     return dev
+
+
+def check_device_name(device) -> None:
+    """Raise ValueError unless `device` names a device lifcore supports, present here or not: a
+    config may be written for another machine (a sweep sent from a cluster's login node to GPU
+    nodes); `resolve_device` checks presence where the run trains."""
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a device; allowed: {', '.join(ALLOWED_DEVICES)}") from err
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not supported; allowed: {', '.join(ALLOWED_DEVICES)}")

@@ -20,7 +20,7 @@ from ..coding.encoder import GAIN_AT
 from ..coding.info import NATS_PER_BIT
 from ..constraints import FR_SCOPES, METHODS, OPTIMIZERS
 from ..constraints.lagrange import MULTIPLIER_INITS
-from ..device import resolve_device
+from ..device import check_device_name
 
 LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
 FILTER_INITS = ("random", "pca")
@@ -155,7 +155,7 @@ class TrainConfig:
                 raise ValueError(f"{what} = {count} patches cannot estimate the input covariance of dimension "
                                  f"D = 3 patch_size^2 = {self.dim}: it needs more than D patches; raise "
                                  f"{'cov_batches' if 'cov' in what else 'n_patches'} or lower patch_size")
-        resolve_device(self.device)  # raises ValueError naming device
+        check_device_name(self.device)  # the name only: presence is checked where the run trains
 
     @property
     def dim(self) -> int:

@@ -11,7 +11,10 @@ same run:
   checkpoint bit-identically (model, method, schedule, both random generators, history);
 * a NaN or Inf in the objective or the parameters (or a covariance that stops being
   positive definite) stops the run with `DivergenceError`, naming the step and the
-  checkpoint that stays.
+  checkpoint that stays;
+* a run is trained by one process at a time (`RunStore.claim`): a second one asking for it
+  waits and loads the first one's result;
+* the history also goes to TensorBoard event files beside the cache entry (`lifcore.train.events`).
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from ..coding.data import PatchDataset
 from ..coding.encoder import Encoder
 from ..coding.info import NotPositiveDefiniteError
 from ..coding.kernels import jitter_, spatial_variance
-from ..constraints import Evaluation
+from ..constraints import ConstraintMethod, Evaluation
 from ..device import resolve_device
 from .build import build_encoder, build_method, dataset_for, estimate_input_covariance
 from .config import TrainConfig
@@ -59,10 +62,14 @@ def _finite(*tensors) -> bool:
 
 
 def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint_every: int = 100,
-          progress: bool = True, writer=None, callback: Callable | None = None) -> Run:
+          progress: bool = True, writer=None, callback: Callable | None = None, tensorboard: bool = True,
+          wait: bool = True) -> Run:
     """Train (or load, or resume) the run of `config`. See the module docstring.
 
-    `writer`: anything with TensorBoard's ``add_scalar(tag, value, step)`` (optional).
+    `tensorboard`: write TensorBoard event files beside the cache entry (`lifcore.train.events`).
+    `writer`: instead, anything with TensorBoard's ``add_scalar(tag, value, step)`` (or `EventLog`'s ``add``).
+    `wait`: when another process trains the same run, wait for it and load its result (True), or
+    raise `RunLockedError` naming it (False).
     `callback(step, model)`: called after every step (the tests inject faults with it).
     ``cache_dir=None`` trains in memory without writing anything.
     """
@@ -70,7 +77,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
         raise ValueError(f"config must be a TrainConfig; got {type(config).__name__}")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive integer")
-    device, dtype = resolve_device(config.device), config.torch_dtype
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     data = dataset_for(config)
     batches = torch.Generator().manual_seed(config.seed)
@@ -78,29 +85,64 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
     encoder = build_encoder(config, device, input_covariance)
     method = build_method(config, encoder)
     schedule = Schedule(config, method.info_optimizer)
-    store = RunStore(cache_dir, config)
+    parts = _Parts(config, RunStore(cache_dir, config), data, batches, input_covariance, encoder, method, schedule, device)
 
-    finished = store.result(device)
-    if finished is not None:
-        encoder.load_state_dict(finished["model"])
-        method.load_state_dict(finished["method"])
-        return Run(config, encoder, finished["history"], input_covariance, data, store.path)
+    finished = parts.store.result(device)
+    if finished is None:
+        parts.store.check_writable()  # before any step: a run that cannot be saved stops now, naming the folder
+        with parts.store.claim(wait, say=tqdm.write if progress else None):
+            finished = parts.store.result(device)  # another process may have trained it while this one waited
+            if finished is None:
+                return _steps(parts, checkpoint_every, progress, writer, callback, tensorboard)
+    encoder.load_state_dict(finished["model"])
+    method.load_state_dict(finished["method"])
+    return Run(config, encoder, finished["history"], input_covariance, data, parts.store.path)
 
-    store.check_writable()  # before any step: a run that cannot be saved stops now, naming the folder
+
+@dataclass
+class _Parts:
+    """What a run is made of, built from its config: loaded as a whole, or trained step by step."""
+    config: TrainConfig
+    store: RunStore
+    data: PatchDataset
+    batches: torch.Generator
+    input_covariance: torch.Tensor
+    encoder: Encoder
+    method: ConstraintMethod
+    schedule: Schedule
+    device: torch.device
+
+
+def _steps(parts: _Parts, checkpoint_every, progress, writer, callback, tensorboard) -> Run:
+    """The training steps of a claimed run, from its last checkpoint (or step 0) to the end."""
+    config, store = parts.config, parts.store
     noise = torch.Generator().manual_seed(config.seed + 1)
     history: dict[str, list] = {}
-    recorder = Recorder(config, encoder, method, data, input_covariance, history, writer)
-    start = 0
-    state = store.checkpoint(device)
+    state = store.checkpoint(parts.device)
+    start = state["step"] if state is not None else 0
+    events = store.event_log(config.patch_size, start) if tensorboard and writer is None else None
+    recorder = Recorder(config, parts.encoder, parts.method, parts.data, parts.input_covariance, history,
+                        writer if writer is not None else events)
     if state is not None:
-        encoder.load_state_dict(state["model"])
-        method.load_state_dict(state["method"])
-        schedule.load_state_dict(state["schedule"])
+        parts.encoder.load_state_dict(state["model"])
+        parts.method.load_state_dict(state["method"])
+        parts.schedule.load_state_dict(state["schedule"])
         recorder.load_state_dict(state["recorder"])
-        batches.set_state(state["batches"])
+        parts.batches.set_state(state["batches"])
         noise.set_state(state["noise"])
         history.update(state["history"])
-        start = state["step"]
+    try:
+        return _loop(parts, noise, recorder, history, start, checkpoint_every, progress, callback)
+    finally:
+        if events is not None:
+            events.close()
+
+
+def _loop(parts: _Parts, noise, recorder, history, start, checkpoint_every, progress, callback) -> Run:
+    """Steps `start` to the end: the schedule's hooks, the method's step, the checks, the recorder, checkpoints."""
+    config, store, data, batches, encoder, method, schedule = (parts.config, parts.store, parts.data, parts.batches,
+                                                               parts.encoder, parts.method, parts.schedule)
+    input_covariance, device, dtype = parts.input_covariance, parts.device, config.torch_dtype
 
     def snapshot(done: int) -> dict:
         return {"model": encoder.state_dict(), "method": method.state_dict(), "schedule": schedule.state_dict(),

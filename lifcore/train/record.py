@@ -75,7 +75,11 @@ class Recorder:
     # -- bookkeeping ----------------------------------------------------------------------
     def log(self, tag: str, step: int, value) -> None:
         self.history.setdefault(tag, []).append((step, value))
-        if self.writer is not None and (not torch.is_tensor(value) or value.dim() == 0):
+        if self.writer is None:
+            return
+        if hasattr(self.writer, "add"):  # lifcore.train.events.EventLog: every record, scalars, histograms, images
+            self.writer.add(tag, step, value)
+        elif not torch.is_tensor(value) or value.dim() == 0:  # any writer with TensorBoard's add_scalar
             self.writer.add_scalar(tag, float(value), step)
 
     def _every(self, every: int, done: int) -> bool:

@@ -12,20 +12,30 @@
   leaves the previous file, never half a file, and two writers never share a temporary.
 * Files are read with ``torch.load(..., weights_only=True)``: a cache folder may be shared
   (a cluster file system, a downloaded cache), and a pickle planted in it is refused, not run.
-* A file that cannot be read (empty, truncated, garbage, a planted pickle) or that holds a
-  NaN or Inf parameter is never loaded: it is moved aside to ``<name>.bad-<time>-<pid>`` with
+* A file that cannot be read (empty, truncated, garbage, a planted pickle), that holds a
+  NaN or Inf parameter, or whose ``code`` stamp (the digest above) is not this code's is never
+  loaded (the key already differs when the code does; the stamp catches a copied file): it is moved aside to ``<name>.bad-<time>-<pid>`` with
   a `CacheWarning` that names it and says why, and the run trains (or resumes) without it.
 * Loading a finished run writes nothing (a read-only cache serves it); before training, the
   folder is checked to be writable, so that a write failure is an error naming the path
   before the first step, not after the last.
+* Two processes never train one run: training holds ``<key>/lock``, an operating-system
+  lock (``flock`` through `filelock`), and ``<key>/lock.holder`` says who holds it (host, pid,
+  since when). A second process waits, then loads the first one's result. The stale-lock
+  rule is the operating system's: the lock belongs to an open file, so it is released the
+  moment its holder dies, however it dies (SIGKILL, a preempted job, a crashed node whose
+  NFS lease expires); the next process takes it and resumes from the last checkpoint. The
+  ``lock`` file itself stays; its presence means nothing.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
 import os
 import pickle
+import socket
 import tempfile
 import time
 import warnings
@@ -152,6 +162,13 @@ def _non_finite(state) -> str | None:
     return None
 
 
+LOCK_POLL_SECONDS = 1.0
+
+
+class RunLockedError(RuntimeError):
+    """The run is being trained by another process (``wait=False``); the message names it."""
+
+
 class RunStore:
     """The cache folder of one config; ``cache_dir=None`` keeps nothing on disk."""
 
@@ -170,9 +187,11 @@ class RunStore:
             problem = _read_problem(err)
         else:
             bad = _non_finite(state) if isinstance(state, dict) else "its contents (not a dict)"
-            if bad is None:
+            code = state.get("code", code_digest().hex()) if isinstance(state, dict) else None
+            if bad is None and code == code_digest().hex():
                 return state
-            problem = f"holds NaN or Inf values in {bad}"
+            problem = (f"holds NaN or Inf values in {bad}" if bad is not None else
+                       "was written by another version of the training code (its `code` stamp differs)")
         aside = file.with_name(f"{name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         try:
             file.rename(aside)
@@ -211,15 +230,62 @@ class RunStore:
             raise CacheWriteError(f"the run cache {self.path} is not writable ({err.strerror or err}): pass another "
                                   "cache_dir (or cache_dir=None to keep nothing)") from err
 
+    def holder(self) -> str:
+        """Who trains the run now, as its holder wrote it ("unknown" when it has not said yet)."""
+        try:
+            return (self.path / "lock.holder").read_text().strip() or "unknown"
+        except OSError:
+            return "unknown"
+
+    @contextlib.contextmanager
+    def claim(self, wait: bool = True, say=None):
+        """Hold the run's lock while training it. Held by another process: wait for it (saying so
+        once through `say`, when given), or raise `RunLockedError` with ``wait=False``."""
+        if self.path is None:
+            yield
+            return
+        import filelock
+
+        lock = filelock.FileLock(str(self.path / "lock"))
+        told = False
+        while True:
+            try:
+                lock.acquire(timeout=LOCK_POLL_SECONDS)
+                break
+            except filelock.Timeout:
+                if not wait:
+                    raise RunLockedError(f"run {self.path.name} is being trained by {self.holder()} "
+                                         f"(lock {self.path / 'lock'}); wait for it, or pass wait=True") from None
+                if say is not None and not told:
+                    say(f"run {self.path.name} is being trained by {self.holder()}: waiting for it")
+                    told = True
+        try:
+            (self.path / "lock.holder").write_text(
+                f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            yield
+        finally:
+            (self.path / "lock.holder").unlink(missing_ok=True)
+            lock.release()
+
+    def event_log(self, patch_size: int, start: int):
+        """TensorBoard event files of the run (`lifcore.train.events`), continued from step `start`."""
+        if self.path is None:
+            return None
+        from .events import EventLog
+
+        # readers drop earlier files' events from purge_step on: what this process will log again
+        # (step 0's measurement on a fresh start; everything after the checkpoint's step on a resume)
+        return EventLog(self.path / "events", patch_size, purge_step=start + 1 if start else 0)
+
     def save_checkpoint(self, state: dict) -> None:
         if self.path is not None:
             self._prepare()
-            atomic_save(state, self.path / "checkpoint.pt")
+            atomic_save(state | {"code": code_digest().hex()}, self.path / "checkpoint.pt")
 
     def save_result(self, state: dict) -> None:
         if self.path is not None:
             self._prepare()
-            atomic_save(state, self.path / "result.pt")
+            atomic_save(state | {"code": code_digest().hex()}, self.path / "result.pt")
 
     def describe_checkpoint(self) -> str:
         if self.path is None:
