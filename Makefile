@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= book
 
-.PHONY: book test venv benchmark clean
+.PHONY: book test venv benchmark sweep clean
 
 venv: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ book: venv
 # one BLAS/OpenMP thread (book/build.py says why): robust on a busy machine, about as fast on a quiet one
 test: venv
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider -q
+
+# train the Part II runs of PROFILE ahead of `make book` as submitit jobs: SWEEP_ARGS="--executor slurm --partition gpu ..."
+sweep: venv
+	$(PY) book/sweep.py --profile $(PROFILE) $(SWEEP_ARGS)
 
 benchmark: venv
 	$(PY) benchmarks/lif_step.py

@@ -42,8 +42,8 @@ def deck_base(**deck) -> TrainConfig:
     """The deck's config (`deck_config`) at the length and size of `deck` (over `DECK_QUICK`). A device
     "auto" is resolved here, so that a run is cached under the device it runs on."""
     merged = coerce_fields(DECK_QUICK | deck)  # YAML's "1e-3" and lists, as meant
-    if "device" in merged:
-        merged["device"] = str(resolve_device(merged["device"]))
+    if merged.get("device") == "auto":  # a named device stays as named (a sweep may prepare GPU runs on a CPU node)
+        merged["device"] = str(resolve_device("auto"))
     steps = merged.pop("steps")
     return deck_config(steps, **merged)
 
@@ -78,6 +78,28 @@ def deck_catalogue(base: TrainConfig) -> dict[str, TrainConfig]:
             "two_losses x1 without jitter": x1.replace(jitter_every=0),
             "two_losses x1 without centring": x1.replace(centering_weight=0.0),
             "two_losses x1 without either": x1.replace(jitter_every=0, centering_weight=0.0)}
+
+
+def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
+    """The schedules and levers of the chapter "The colour model converges", over the deck's run `base`."""
+    levers = {
+        "deck: SGD 0.01, plateau": {},
+        "exponential decay": dict(lr_schedule="exponential"),
+        "cosine decay": dict(lr_schedule="cosine"),
+        "Adam 0.001": dict(optimizer="adam", lr=1e-3, lr_schedule="constant"),
+        "no renormalisation": dict(renormalize=False),
+        "PCA start": dict(filter_init="pca"),
+        "Adam 0.001, PCA start": dict(optimizer="adam", lr=1e-3, lr_schedule="constant", filter_init="pca"),
+        "batch x2": dict(batch_size=2 * base.batch_size),
+        "no jitter": dict(jitter_every=0),
+    }
+    return {name: base.replace(**change) for name, change in levers.items()}
+
+
+def book_runs(deck: dict) -> dict[str, TrainConfig]:
+    """Every run the Part II chapters ask for, at the size of `deck` (what `book/sweep.py` trains ahead)."""
+    base = deck_base(**deck)
+    return {**deck_catalogue(base), **{f"converging: {n}": c for n, c in converging_runs(base).items()}}
 
 
 def deck_runs(deck: dict, names, cache_dir: str | Path = "runs", progress: bool = True) -> dict:
