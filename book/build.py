@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ast
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -86,8 +87,9 @@ def load_profile(name: str) -> dict:
     return profile
 
 
+@functools.lru_cache(maxsize=None)
 def declared_parameters(notebook: Path) -> list[str]:
-    """The names the notebook's `parameters` cell assigns, in order."""
+    """The names the notebook's `parameters` cell assigns, in order (read once per build)."""
     import nbformat
 
     nb = nbformat.read(notebook, as_version=4)

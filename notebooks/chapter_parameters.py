@@ -167,3 +167,9 @@ def deck_fields():
             raise ParameterError(f"parameter {name}: {err}") from None
         return value
     return rule
+
+
+def part_two(**more) -> dict:
+    """The rules of every Part II chapter's shared parameters (`deck`, `runs_dir`, `progress`, `device`),
+    with the chapter's own `more`: ``_p.check(globals(), **_p.part_two(tiles=_p.integer(1)))``."""
+    return dict(deck=deck_fields(), runs_dir=text(), progress=flag(), device=device(), **more)

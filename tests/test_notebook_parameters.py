@@ -144,11 +144,16 @@ def test_the_readme_rerun_command_runs_and_stops_on_a_misspelt_parameter(tmp_pat
     assert "import chapter_parameters" in ran[-1].source  # nothing ran after the check
 
 
+def build_01(tmp_path, profile_text: str):
+    """book/build.py on chapter 01 alone with a profile of its own, into tmp_path/build."""
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(profile_text)
+    return subprocess.run([PYTHON, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only", "01_lif_dynamics",
+                           "--no-html", "--build-dir", str(tmp_path / "build")], capture_output=True, text=True, timeout=300)
+
+
 def test_build_stops_on_a_bad_value_and_says_which(tmp_path):
-    profile = tmp_path / "bad.yaml"
-    profile.write_text("01_lif_dynamics:\n  fi_steps: 0\n")
-    result = subprocess.run([PYTHON, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only", "01_lif_dynamics",
-                             "--no-html", "--build-dir", str(tmp_path / "build")], capture_output=True, text=True, timeout=300)
+    result = build_01(tmp_path, "01_lif_dynamics:\n  fi_steps: 0\n")
     assert result.returncode == 1, result.stderr[-3000:]
     # the builder's own summary names the notebook and the error it stopped on
     assert ("01_lif_dynamics.ipynb failed (papermill exit 1): ParameterError: parameter fi_steps=0: must be an integer >= 100"
@@ -156,11 +161,8 @@ def test_build_stops_on_a_bad_value_and_says_which(tmp_path):
     assert "Traceback" not in result.stderr.split("[book]", 1)[-1]  # the builder itself did not crash
 
 
-def test_build_executes_a_chapter_and_leaves_no_process(tmp_path):
-    profile = tmp_path / "tiny.yaml"
-    profile.write_text("01_lif_dynamics:\n  n_neurons: 10\n  T: 50\n  fi_points: 3\n  fi_steps: 100\n")
-    result = subprocess.run([PYTHON, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only", "01_lif_dynamics",
-                             "--no-html", "--build-dir", str(tmp_path / "build")], capture_output=True, text=True, timeout=300)
+def test_build_executes_a_chapter(tmp_path):
+    result = build_01(tmp_path, "01_lif_dynamics:\n  n_neurons: 10\n  T: 50\n  fi_points: 3\n  fi_steps: 100\n")
     assert result.returncode == 0, result.stderr[-3000:]
     executed = nbformat.read(tmp_path / "build" / "src" / "notebooks" / "01_lif_dynamics.ipynb", as_version=4)
     assert any(c.get("outputs") for c in executed.cells)

@@ -14,8 +14,9 @@
   (a cluster file system, a downloaded cache), and a pickle planted in it is refused, not run.
 * A file that cannot be read (empty, truncated, garbage, a planted pickle), that holds a
   NaN or Inf parameter, or whose ``code`` stamp (the digest above) is not this code's is never
-  loaded (the key already differs when the code does; the stamp catches a copied file): it is moved aside to ``<name>.bad-<time>-<pid>`` with
-  a `CacheWarning` that names it and says why, and the run trains (or resumes) without it.
+  loaded (the key already differs when the code does; the stamp catches a copied file): it is
+  moved aside to ``<name>.bad-<time>-<pid>`` with a `CacheWarning` that names it and says why,
+  and the run trains (or resumes) without it.
 * Loading a finished run writes nothing (a read-only cache serves it); before training, the
   folder is checked to be writable, so that a write failure is an error naming the path
   before the first step, not after the last.
@@ -250,7 +251,7 @@ class RunStore:
         told = False
         while True:
             try:
-                lock.acquire(timeout=LOCK_POLL_SECONDS)
+                lock.acquire(timeout=LOCK_POLL_SECONDS if wait else 0)  # wait=False: one try, no poll
                 break
             except filelock.Timeout:
                 if not wait:
