@@ -4,7 +4,8 @@ The package behind the lifcore book; it knows nothing of notebooks.
 
 Layout
 ------
-``snn/``          Part I (seed 001): surrogate, lif, transfer, losses, grad, fit, measure, branching
+``snn/``          Part I (seed 001): surrogate, lif, bptt (its hand-written backward), eprop (one pass),
+                  workspace (buffers kept between calls), transfer, losses, grad, fit, measure, branching
 ``coding/``       Part II (seed 000): data, info, lapack (the CPU kernel of info), encoder (the
                   interface), soft_lif, softplus, kernels
 ``constraints/``  rate-constraint methods behind one driver: lagrange, two_losses, gamma (homeostatic),
@@ -31,6 +32,7 @@ Glossary: one name per concept
 ``method``         a constraint method (``lagrange``, ``two_losses``, ``gamma``, ``alternating``,
                    ``penalty``) or, in ``snn``, a gradient estimator (``eprop``, ``bptt``)
 ``mode``           what BPTT detaches: ``full``, ``detach_reset``, ``stop_z``
+``path``           how BPTT differentiates a LIF sequence: ``fused`` (by hand) or ``autograd`` (the reference)
 ``gamma``          the deck's homeostatic-gain method; in ``snn.surrogate`` Bellec's dampening
                    factor of the pseudo-derivative, the only other use of the word
 ``I``, ``MI``      the mutual information I(X;R), nats unless a name says bits
@@ -42,12 +44,12 @@ from . import coding, constraints, plots, snn, tiles, timing, toy, train
 from .coding import SoftLIFEncoder, SoftplusEncoder
 from .device import resolve_device
 from .snn import (LIFNetwork, LIFParameters, LIFState, RateLoss, RateVarianceLoss, ReadoutLoss, bptt_gradients,
-                  eprop_gradients, gradient_alignment, lif_forward, lif_rate, lif_step, simulated_rate, soft_lif_rate,
-                  soft_lif_rate_derivative)
+                  eprop_gradients, gradient_alignment, lif_forward, lif_rate, lif_sequence, lif_step, simulated_rate,
+                  soft_lif_rate, soft_lif_rate_derivative)
 from .train import DivergenceError, TrainConfig, deck_config
 
 __all__ = [
-    "LIFNetwork", "LIFParameters", "LIFState", "lif_forward", "lif_step",
+    "LIFNetwork", "LIFParameters", "LIFState", "lif_forward", "lif_sequence", "lif_step",
     "bptt_gradients", "eprop_gradients", "gradient_alignment",
     "RateLoss", "RateVarianceLoss", "ReadoutLoss",
     "lif_rate", "soft_lif_rate", "soft_lif_rate_derivative", "simulated_rate",

@@ -2,10 +2,12 @@
 
 `surrogate` (pseudo-derivatives), `lif` (the network: functional step + `nn.Module`),
 `transfer` (the f-I curve), `losses` (rate, rate-variance and readout losses with their
-exact learning signals), `grad` (BPTT and e-prop), `fit` (a training loop), `measure`
-(time and peak memory), `branching` (branching-parameter estimators).
+exact learning signals), `bptt` (BPTT with its backward written out), `eprop` (e-prop in one
+pass), `grad` (both behind one call), `fit` (a training loop), `measure` (time and peak
+memory), `branching` (branching-parameter estimators).
 """
-from . import branching, fit, grad, lif, losses, measure, surrogate, transfer
+from . import branching, bptt, eprop, fit, grad, lif, losses, measure, surrogate, transfer
+from .bptt import lif_sequence
 from .grad import bptt_gradients, eprop_gradients, gradient_alignment, gradients
 from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step
 from .losses import RateLoss, RateVarianceLoss, ReadoutLoss, SumLoss

@@ -21,7 +21,10 @@ import torch
 from torch import nn
 
 from ..device import resolve_device
+from .bptt import lif_sequence
 from .surrogate import Surrogate, get_surrogate, spike
+
+PATHS = ("fused", "autograd")
 
 
 class LIFState(NamedTuple):
@@ -151,7 +154,9 @@ class LIFNetwork(nn.Module):
                              f"(x.to({self.w_in.dtype})) or build the network with dtype={x.dtype}")
         if x.device != self.w_in.device:
             raise ValueError(f"x is on {x.device} but the network is on {self.w_in.device}")
-        if not bool(torch.isfinite(x).all()):
+        # a finite sum means finite entries (NaN and Inf propagate); only an overflowing sum of
+        # large finite values needs the elementwise check (7 ms for a [100, 128, 300] input)
+        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
             raise ValueError("x holds NaN or Inf values: the network's input must be finite")
 
     def parameters_for_step(self) -> LIFParameters:
@@ -159,11 +164,24 @@ class LIFNetwork(nn.Module):
         return LIFParameters(self.alpha, self.v_th, w_rec_t, self.surrogate)
 
     def forward(self, x: torch.Tensor, state: LIFState | None = None, *, detach_reset: bool = False,
-                stop_z: bool = False):
-        """``x`` ``[T, B, n_in]`` -> ``z, v`` ``[T, B, n_neurons]``, from a zero state unless `state` is given."""
-        z, v, _ = lif_forward(self.input_current(x), self.parameters_for_step(), state,
-                              detach_reset=detach_reset, stop_z=stop_z)
-        return z, v
+                stop_z: bool = False, path: str = "fused"):
+        """``x`` ``[T, B, n_in]`` -> ``z, v`` ``[T, B, n_neurons]``, from a zero state unless `state` is given.
+
+        `path` is how BPTT differentiates the sequence: "fused" (default), one autograd node with
+        the backward written out (`lifcore.snn.bptt`, about 1.4x faster on a CPU); "autograd",
+        autograd through `lif_step`, the reference the fused path is tested against.
+        """
+        if path not in PATHS:
+            raise ValueError(f"path={path!r} is unknown; allowed: {', '.join(map(repr, PATHS))}")
+        if path == "autograd":
+            z, v, _ = lif_forward(self.input_current(x), self.parameters_for_step(), state,
+                                  detach_reset=detach_reset, stop_z=stop_z)
+            return z, v
+        self.check_input(x)
+        mode = "stop_z" if stop_z else "detach_reset" if detach_reset else "full"
+        v0, z0 = (state.v, state.z) if state is not None else (None, None)
+        return lif_sequence(x, self.w_in, self.bias, self.parameters_for_step().w_rec_t, self.v_th, self.alpha,
+                            self.surrogate, v0, z0, mode)
 
     def extra_repr(self) -> str:
         return (f"n_in={self.n_in}, n_neurons={self.n_neurons}, alpha={self.alpha}, recurrent={self.recurrent}, "

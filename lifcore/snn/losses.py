@@ -5,7 +5,12 @@ Every loss can be evaluated two ways, and the tests check that they agree:
 * ``loss(z)``: the value on a whole trajectory, differentiable (BPTT uses this);
 * streamed, as e-prop needs it: ``begin`` once, ``observe(t, z_t)`` for every step
   (only when ``needs_statistics``: the running sums the signal depends on), then
-  ``learning_signal(t, z_t)`` for every step of a second pass. Memory is independent of T.
+  ``learning_signal(t, z_t)`` for every step of a second pass. Memory is independent of T;
+* factorised, for e-prop in one pass (issue 17): a loss whose signal needs the whole
+  trajectory writes it as ``L_bj[t] = sum_k a_k,bj f_k,bj[t]``, factors ``f_k[t]`` known at
+  step t (`signal_factors`, None for the factor 1) and coefficients ``a_k`` known at the end
+  (`signal_coefficients`). e-prop then keeps, per sample, ``sum_t f_k psi eps`` and contracts
+  it with ``a_k`` once the pass is over.
 
 ``L_j[t]`` is the *partial* derivative of E with respect to ``z_j[t]`` (seed 001,
 slide "Deriving e-prop from BPTT").
@@ -36,6 +41,19 @@ class SpikeLoss:
         """The loss value from the statistics collected by `observe`."""
         raise NotImplementedError
 
+    def signal_factors(self, t: int, z_t: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The step-t factors ``f_k[t]`` (``[B, n]``, ``[B, 1]``, or None for 1) of a factorised signal."""
+        raise NotImplementedError
+
+    def signal_coefficients(self) -> dict[str, torch.Tensor]:
+        """The coefficients ``a_k`` (``[B, n]`` or ``[B, 1]``), once every step was observed."""
+        raise NotImplementedError
+
+    @property
+    def factorised(self) -> bool:
+        """Whether this loss writes its learning signal as ``sum_k a_k f_k[t]`` (see module docstring)."""
+        return type(self).signal_factors is not SpikeLoss.signal_factors
+
     def learning_signal_of(self, z: torch.Tensor) -> torch.Tensor:
         """``dE/dz`` for a whole trajectory through the streamed path (for checks and figures)."""
         self.begin(z.shape[0], tuple(z.shape[1:]), z.device, z.dtype)
@@ -60,7 +78,7 @@ class RateLoss(SpikeLoss):
         self.r0, self.rate_weight = float(r0), float(rate_weight)
 
     def __call__(self, z):
-        rate = z.mean(0)
+        rate = z.sum(0) / z.shape[0]  # not z.mean(0): its backward writes a [T, B, n] tensor, sum's is a view
         return self.rate_weight * ((rate - self.r0) ** 2).sum(-1).mean()
 
     def begin(self, T, z_shape, device=None, dtype=torch.float32):
@@ -76,6 +94,13 @@ class RateLoss(SpikeLoss):
 
     def value(self):
         return self.rate_weight * ((self.count / self.T - self.r0) ** 2).sum(-1).mean()
+
+    def signal_factors(self, t, z_t):
+        return {"one": None}
+
+    def signal_coefficients(self):  # L[t] = a, the same at every step
+        B = self.count.shape[0]
+        return {"one": (2.0 * self.rate_weight / (self.T * B)) * (self.count / self.T - self.r0)}
 
 
 class RateVarianceLoss(SpikeLoss):
@@ -132,6 +157,13 @@ class RateVarianceLoss(SpikeLoss):
 
     def value(self):
         return self.rate_weight * ((self.sigma() - self.sigma_r) ** 2).mean()
+
+    def signal_factors(self, t, z_t):
+        return {"population_rate": self.population_rate(z_t)[:, None], "one": None}
+
+    def signal_coefficients(self):  # L[t] = k (n[t] - mu) = k n[t] + (-k mu)
+        k = 4.0 * self.rate_weight / (self.mean.shape[0] * self.T * self.N) * (self.sigma() - self.sigma_r)
+        return {"population_rate": k[:, None], "one": (-k * self.mean)[:, None]}
 
 
 class ReadoutLoss(SpikeLoss):
@@ -195,3 +227,20 @@ class SumLoss(SpikeLoss):
 
     def value(self):
         return sum(loss.value() for loss in self.losses)
+
+    @property
+    def factorised(self):  # a readout term (its signal known online, no factors) falls back to two passes
+        return all(loss.factorised for loss in self.losses)
+
+    def signal_factors(self, t, z_t):
+        factors = {}
+        for loss in self.losses:
+            factors.update(loss.signal_factors(t, z_t))
+        return factors
+
+    def signal_coefficients(self):  # the same factor in two losses: coefficients add
+        total = {}
+        for loss in self.losses:
+            for key, a in loss.signal_coefficients().items():
+                total[key] = total[key] + a if key in total else a
+        return total

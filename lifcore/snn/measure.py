@@ -4,11 +4,17 @@ On the CPU, the computation runs alone in a fresh (spawned) Python process, and 
 memory is that process's resident high-water mark during the call (``VmHWM``, reset just
 before it through ``/proc/self/clear_refs``) minus its resident size before, so nothing the
 notebook allocated before can hide it. (A forked child would be
-cheaper but can hang in torch's OpenMP thread pool.) On CUDA it is
+cheaper but can hang in torch's OpenMP thread pool.) The arguments are read once before, so
+that the pages of an input shared with the parent do not count as the call's memory, and the
+function runs once before the measured call, so that what torch, MKL and OpenMP set up on first
+use (8 to 12 MiB, the whole measurement for a small network) does not count either; after that
+warm-up the buffers `lifcore.snn.workspace` keeps are released and glibc hands its free memory
+back (``malloc_trim``), so that the measured call pays for everything it allocates. On CUDA it is
 ``torch.cuda.max_memory_allocated`` above the memory in use before the call.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import resource
 import time
@@ -30,9 +36,31 @@ def _status_kib(field: str) -> int:
     raise OSError(f"/proc/self/status has no {field}")
 
 
+def _touch(args) -> None:
+    """Read every tensor in `args` (and every module's parameters and buffers) once. Tensors
+    reach a spawned child in shared memory, whose pages count in its resident size only once
+    read: unread, a [T, B, n] input would count as the computation's own memory."""
+    for arg in args:
+        tensors = [arg] if torch.is_tensor(arg) else list(arg.state_dict().values()) if isinstance(arg, torch.nn.Module) else []
+        for tensor in tensors:
+            tensor.sum()
+
+
+def _return_free_memory() -> None:
+    from .workspace import release_workspace
+
+    release_workspace()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory may stay resident, the peak is then a lower bound
+        pass
+
+
 def _child(fn, args, threads, queue):
     torch.set_num_threads(threads)
-    torch.zeros(1).sum()  # torch's own lazy start-up is not the computation's memory
+    _touch(args)
+    fn(*args)  # warm-up: the libraries' own start-up is not the computation's memory
+    _return_free_memory()
     try:  # reset the high-water mark (Linux >= 4.0), so that start-up peaks cannot hide the call's
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")
@@ -43,19 +71,22 @@ def _child(fn, args, threads, queue):
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         fn(*args)
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0
-    start = time.perf_counter()  # timed on a second, warm call
+    start = time.perf_counter()  # timed on a third, warm call
     fn(*args)
     queue.put((time.perf_counter() - start, peak))
 
 
 def time_and_peak_memory(fn, *args, device: torch.device | str = "cpu") -> tuple[float, float]:
     """``(seconds, peak MiB)`` of ``fn(*args)``; on the CPU `fn` and `args` must pickle
-    (a module-level function such as `gradient_call`). The peak is that of the first call,
-    the time that of a second, warm one."""
+    (a module-level function such as `gradient_call`). The peak is that of a call after a
+    warm-up call, the time that of a third one (see the module docstring)."""
     device = torch.device(device)
     if device.type == "cuda":
         fn(*args)
         torch.cuda.synchronize(device)
+        from .workspace import release_workspace
+
+        release_workspace()  # the measured call pays for its kept buffers too
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         start = time.perf_counter()

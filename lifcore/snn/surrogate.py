@@ -28,20 +28,58 @@ def fast_sigmoid_pseudo_derivative(v_minus_th: torch.Tensor, v_th, slope: float 
     return 1.0 / (1.0 + slope * v_minus_th.abs()) ** 2
 
 
+def _bellec_into(v_th: torch.Tensor, gamma: float = 0.3):
+    """`bellec_pseudo_derivative` as ``psi = s v_th - |s v - s v_th|`` clamped at 0, ``s = gamma / v_th^2``
+    (the same function: s > 0), in four in-place kernels and no allocation."""
+    s = gamma / v_th**2
+    s_v_th, minus_s_v_th = s * v_th, -s * v_th
+
+    def into(out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        torch.addcmul(minus_s_v_th, v, s, out=out)
+        out.abs_()
+        torch.sub(s_v_th, out, out=out)
+        return out.clamp_min_(0.0)
+
+    return into
+
+
+def _fast_sigmoid_into(v_th: torch.Tensor, slope: float = 25.0):
+    """`fast_sigmoid_pseudo_derivative` as ``(1 + |slope v - slope v_th|)^-2``, four in-place kernels."""
+    minus_slope_v_th = -slope * v_th
+
+    def into(out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        torch.add(minus_slope_v_th, v, alpha=slope, out=out)
+        return out.abs_().add_(1.0).pow_(-2)
+
+    return into
+
+
 @dataclass(frozen=True)
 class Surrogate:
-    """A named pseudo-derivative ``psi(v - v_th, v_th)``."""
+    """A named pseudo-derivative ``psi(v - v_th, v_th)``.
+
+    `prepare_into` (optional) makes, for one threshold tensor, a function ``into(out, v)`` that
+    writes ``psi(v - v_th)`` into `out` without allocating: the hand-written BPTT
+    (`lifcore.snn.bptt`) calls it once per step. Without it, `into` falls back to `pseudo_derivative`.
+    """
 
     name: str
     pseudo_derivative: Callable[..., torch.Tensor]
+    prepare_into: Callable[[torch.Tensor], Callable] | None = None
 
     def __call__(self, v_minus_th: torch.Tensor, v_th) -> torch.Tensor:
         return self.pseudo_derivative(v_minus_th, v_th)
 
+    def into(self, v_th: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """``into(out, v)``: ``out <- psi(v - v_th)`` for this `v_th`."""
+        if self.prepare_into is not None:
+            return self.prepare_into(v_th)
+        return lambda out, v: out.copy_(self.pseudo_derivative(v - v_th, v_th))
+
 
 SURROGATES = {
-    "bellec": Surrogate("bellec", bellec_pseudo_derivative),
-    "fast_sigmoid": Surrogate("fast_sigmoid", fast_sigmoid_pseudo_derivative),
+    "bellec": Surrogate("bellec", bellec_pseudo_derivative, _bellec_into),
+    "fast_sigmoid": Surrogate("fast_sigmoid", fast_sigmoid_pseudo_derivative, _fast_sigmoid_into),
 }
 
 
