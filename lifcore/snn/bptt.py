@@ -19,10 +19,10 @@ and ``delta[t] = dE/dv[t]``, ``zeta[t] = dE/dz[t]`` (total derivatives), the bac
 ``- v_th delta[t+1]`` term of zeta, ``stop_z`` drops both z-paths, so that its backward needs no
 product at all (and equals e-prop). The reset is the diagonal of the recurrent product
 (``W^T - diag(v_th)``: W has no self-connections), so a step is one ``addmm`` and two elementwise
-kernels forward, one ``addmm`` and seven backward, none of which allocates.
+kernels forward, one ``addmm`` and six elementwise kernels backward, none of which allocates.
 
-Only ``x``, ``v`` and ``z`` (inputs and outputs anyway) are saved; psi is recomputed per step in
-the backward while ``v[t]`` is in cache. ``I`` and ``delta`` never leave the call, so they live in
+Only ``x``, ``v`` and ``z`` (inputs and outputs anyway) are saved; psi is recomputed from ``v[t]``
+step by step in the backward, so no ``[T, B, n]`` tensor of it is made. ``I`` and ``delta`` never leave the call, so they live in
 `lifcore.snn.workspace` buffers. `tests/test_bptt.py` checks every mode against autograd
 through `lif_step` (float64, 1e-10).
 """

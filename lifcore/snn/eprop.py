@@ -35,7 +35,10 @@ from .lif import LIFNetwork, LIFParameters, lif_step, zero_state
 from .losses import SpikeLoss
 from .workspace import buffer
 
-DEFAULT_CHUNK = 100
+# Steps per chunk. The chunk's buffers hold chunk x B x (2 n + n_in) numbers, the per-sample sums
+# B x n x (n_in + n) whatever T; 50 steps keep the buffers at a third of the sums (n = n_in) and the
+# per-sample products long enough to run near the speed of one large product.
+DEFAULT_CHUNK = 50
 
 
 def named_trainable(net: LIFNetwork) -> dict[str, torch.nn.Parameter]:
@@ -162,9 +165,18 @@ class _OnePass:
                 else:
                     self.S_th[key].addcmul_(p, self.trace_th_minus_1)
 
-    def flush(self, steps: int) -> None:
-        """Sum the chunk's first `steps` steps: ``S_k += sum_t P_k[t]^T eps[t]``."""
+    def flush(self, steps: int, last: bool) -> None:
+        """Sum the chunk's first `steps` steps: ``S_k += sum_t P_k[t]^T eps[t]``. The last chunk of a
+        factorised loss, whose coefficients are known by then, goes straight into the gradient:
+        ``sum_k sum_t (a_k P_k[t])^T eps[t]`` over steps and samples, one product."""
         n, m, eps = self.n, self.m, self.eps[:steps]
+        if last and not self.online:
+            coefficients = self.loss.signal_coefficients()
+            signal = self.P[self.keys[0]][:steps].mul_(coefficients[self.keys[0]])  # L psi, written over P
+            for key in self.keys[1:]:
+                signal.addcmul_(self.P[key][:steps], coefficients[key])
+            self.last = signal.reshape(-1, n).t() @ eps.reshape(-1, m)
+            return
         for key in self.keys:
             P = self.P[key][:steps]
             if self.online:  # over steps and samples in one product
@@ -178,18 +190,20 @@ class _OnePass:
                                         out=buffer(f"eprop_sums:{key}", (eps.shape[1], n, m), **self.like))
 
     def gradients(self) -> dict[str, torch.Tensor]:
-        """The e-prop gradients: the sums themselves (online), or contracted with the coefficients."""
+        """The e-prop gradients: the sums themselves (online), or the last chunk's product plus the
+        earlier chunks' per-sample sums contracted with the coefficients."""
         if self.online:
             weights, bias, threshold = self.S["signal"], self.S_bias["signal"], self.S_th["signal"]
         else:
             coefficients = self.loss.signal_coefficients()
             B, n = self.z.shape
-            weights = torch.zeros(n, self.m, **self.like)
+            weights = self.last
             bias, threshold = torch.zeros(n, **self.like), torch.zeros(n, **self.like)
-            for key in self.keys:  # grad W_ji = sum_k sum_b a_k,bj S_k,bji
+            for key in self.keys:  # grad W_ji += sum_k sum_b a_k,bj S_k,bji
                 a = coefficients[key].expand(B, n)
-                for a_b, S_b in zip(a.unbind(0), self.S[key].unbind(0)):  # B reads of [n, m]: faster than einsum's copy
-                    weights.addcmul_(a_b[:, None], S_b)
+                if key in self.S:
+                    for a_b, S_b in zip(a.unbind(0), self.S[key].unbind(0)):  # B reads of [n, m]: faster than einsum's copy
+                        weights.addcmul_(a_b[:, None], S_b)
                 bias += (a * self.S_bias[key]).sum(0)
                 threshold += (a * self.S_th[key]).sum(0)
         grads = {"w_in": weights[:, :self.n_in].contiguous()}
@@ -210,7 +224,7 @@ def _one_pass(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, chunk: int) -> 
         run.step(t)
         run.signal(t)
         if t % run.K == run.K - 1 or t == T - 1:
-            run.flush(t % run.K + 1)
+            run.flush(t % run.K + 1, last=t == T - 1)
     return run.gradients()
 
 
