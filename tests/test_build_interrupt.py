@@ -36,20 +36,28 @@ def test_an_interrupted_build_leaves_no_papermill_or_kernel_behind(tmp_path, how
     marker = f"LIFCORE_BUILD_TEST={uuid.uuid4().hex}"
     profile = tmp_path / "slow.yaml"  # a notebook that runs long enough to be interrupted in its kernel
     profile.write_text("toy_gaussian:\n  grid: 300\n  grid_steps: 200000\n")
-    builder = subprocess.Popen([sys.executable, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only",
-                                "toy_gaussian", "--no-html", "--force", "--build-dir", str(tmp_path / "build")],
-                               env={**os.environ, marker.split("=")[0]: marker.split("=")[1], "OMP_NUM_THREADS": "1"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # the builder's and papermill's stderr go to a file: a pipe nobody reads while the build runs fills
+    # (64 KB) and blocks both writers, which would look like a builder that does not stop
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as stderr:
+        builder = subprocess.Popen([sys.executable, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only",
+                                    "toy_gaussian", "--no-html", "--force", "--build-dir", str(tmp_path / "build")],
+                                   env={**os.environ, marker.split("=")[0]: marker.split("=")[1], "OMP_NUM_THREADS": "1"},
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not any("ipykernel" in cmd for cmd in marked(marker).values()):
-            assert builder.poll() is None, f"the build ended before its kernel started: {builder.stderr.read()!r}"
+            assert builder.poll() is None, f"the build ended before its kernel started: {log.read_text()[-2000:]!r}"
             assert time.monotonic() < deadline, "no kernel started within 120 s"
             time.sleep(0.2)
         time.sleep(1.0)  # the kernel is executing cells
         assert any("papermill" in cmd for cmd in marked(marker).values())
         builder.send_signal(how)
-        builder.wait(timeout=30)
+        try:
+            builder.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the builder did not exit within 30 s of {how.name}; running: {marked(marker)}; "
+                        f"its stderr ends: {log.read_text()[-3000:]!r}")
         deadline = time.monotonic() + 5.0
         while marked(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
