@@ -31,6 +31,13 @@ def marked(marker: str) -> dict[int, str]:
     return found
 
 
+def _as_in_a_terminal() -> None:
+    """SIGINT as a build in a terminal has it. A test run started in the background by a shell without
+    job control (`make test &` in a script) inherits SIGINT ignored, and so would the builder: it would
+    never see this test's Ctrl-C (a failure of the set-up, not of the builder)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_an_interrupted_build_leaves_no_papermill_or_kernel_behind(tmp_path, how):
     marker = f"LIFCORE_BUILD_TEST={uuid.uuid4().hex}"
@@ -43,7 +50,8 @@ def test_an_interrupted_build_leaves_no_papermill_or_kernel_behind(tmp_path, how
         builder = subprocess.Popen([sys.executable, str(ROOT / "book" / "build.py"), "--profile", str(profile), "--only",
                                     "toy_gaussian", "--no-html", "--force", "--build-dir", str(tmp_path / "build")],
                                    env={**os.environ, marker.split("=")[0]: marker.split("=")[1], "OMP_NUM_THREADS": "1"},
-                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                   preexec_fn=_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 120
         while not any("ipykernel" in cmd for cmd in marked(marker).values()):
