@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 import lifcore
 from lifcore.snn.grad import apply_gradients
 from lifcore.snn.measure import gradient_call, time_and_peak_memory
+from lifcore.timing import interleaved
 
 SLOPE = 25.0  # fast-sigmoid slope, the same for every contender
 
@@ -103,25 +103,9 @@ def norse_model(net: lifcore.LIFNetwork):
     return (lambda x: model(x)[0]), list(model.parameters())
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_times(fns: dict, device, repeats) -> dict:
-    """Median wall time of each function, run round-robin so that drifts of a shared
-    machine hit every contender alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            start = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    """Median wall time of each function, interleaved round-robin (`lifcore.timing.interleaved`)."""
+    return {name: statistics.median(ts) for name, ts in interleaved(fns, device, repeats).items()}
 
 
 def train_step(forward, params, x, loss):

@@ -42,16 +42,24 @@ def matmul_peak(dtype=torch.float32, device="cpu", size: int = 2048, repeats: in
 
 def timed(fn, device="cpu", repeats: int = 5, warmup: int = 1) -> list[float]:
     """Wall-clock seconds of `repeats` calls of `fn` (after `warmup`), synchronising CUDA."""
+    return interleaved({"fn": fn}, device, repeats, warmup)["fn"]
+
+
+def interleaved(fns: dict, device="cpu", repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall-clock seconds of `repeats` calls of each function, run round-robin (after `warmup`
+    calls each), synchronising CUDA: the drifts of a shared machine hit every contender alike."""
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    times = []
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
     return times
 
 

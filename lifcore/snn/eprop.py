@@ -148,14 +148,15 @@ class _OnePass:
             factors = loss.signal_factors(t, z)
         if self.keys is None:
             self._allocate(list(factors))
+            # psi goes straight into the buffer of the factor 1 (a loss's factors keep their kind)
+            self.psi_key = next((key for key in self.keys if factors[key] is None), None)
         k = t % self.K
-        ones = [key for key in self.keys if factors[key] is None]  # psi goes straight into the factor 1's buffer
-        psi = self.psi_into(self.P[ones[0]][k] if ones else self.psi, self.v)
+        psi = self.psi_into(self.P[self.psi_key][k] if self.psi_key else self.psi, self.v)
         for key in self.keys:
             f, p = factors[key], self.P[key][k]
             if f is not None:
                 torch.mul(psi, f, out=p)
-            elif key != ones[0]:
+            elif key != self.psi_key:
                 p.copy_(psi)
             if self.learn_bias:
                 self.S_bias[key].add_(p.sum(0) if self.online else p, alpha=self.trace_bias)

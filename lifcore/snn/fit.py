@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .grad import BPTT_MODES, GRADIENT_METHODS, apply_gradients, gradients
+from .grad import GRADIENT_METHODS, apply_gradients, check_mode, gradients
 from .lif import LIFNetwork
 from .losses import SpikeLoss
 
@@ -23,8 +23,7 @@ def fit(net: LIFNetwork, inputs: torch.Tensor | Callable[[int], torch.Tensor], l
     `method` "eprop" or "bptt" (with the BPTT `mode`, see `lifcore.snn.grad.gradients`)."""
     if method not in GRADIENT_METHODS:
         raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, GRADIENT_METHODS))}")
-    if mode not in BPTT_MODES:
-        raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(map(repr, BPTT_MODES))}")
+    check_mode(mode)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive integer")
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import torch
 
+from .bptt import MODES as BPTT_MODES
 from .eprop import eprop_gradients, named_trainable
 from .lif import LIFNetwork
 from .losses import SpikeLoss
 
-BPTT_MODES = ("full", "detach_reset", "stop_z")
+
+def check_mode(mode: str) -> None:
+    """`mode` must be one of `BPTT_MODES` (what BPTT detaches); the error names the allowed ones."""
+    if mode not in BPTT_MODES:
+        raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(map(repr, BPTT_MODES))}")
 
 
 def bptt_gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, mode: str = "full", path: str = "fused"):
@@ -23,8 +28,7 @@ def bptt_gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, mode: str 
     "fused" (the hand-written backward of `lifcore.snn.bptt`) or "autograd" (through
     `lif_step`, the reference). Returns ``(grads, loss_value)`` with `grads` keyed by parameter name.
     """
-    if mode not in BPTT_MODES:
-        raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(map(repr, BPTT_MODES))}")
+    check_mode(mode)
     params = named_trainable(net)
     z, _ = net(x, detach_reset=mode == "detach_reset", stop_z=mode == "stop_z", path=path)
     value = loss(z)
@@ -40,8 +44,7 @@ def gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, method: str = "
     "detach_reset" or "stop_z"; ignored by e-prop)."""
     if method not in GRADIENT_METHODS:
         raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, GRADIENT_METHODS))}")
-    if mode not in BPTT_MODES:
-        raise ValueError(f"mode={mode!r} is unknown; allowed: {', '.join(map(repr, BPTT_MODES))}")
+    check_mode(mode)
     if method == "eprop":
         return eprop_gradients(net, x, loss)
     return bptt_gradients(net, x, loss, mode=mode)
