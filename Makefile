@@ -17,7 +17,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
+# the Part II runs first, one single-threaded job per core (book/sweep.py), then every chapter (loading them)
 book: venv
+	$(PY) book/sweep.py --profile $(PROFILE)
 	$(PY) book/build.py --profile $(PROFILE)
 
 # one BLAS/OpenMP thread (book/build.py says why): robust on a busy machine, about as fast on a quiet one

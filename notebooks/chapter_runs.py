@@ -4,13 +4,22 @@ Book-side, not part of `lifcore`: the chapters' run names and quick settings. Ev
 builds the same base config from its `deck` parameter (a dict of `TrainConfig` fields over
 `DECK_QUICK`) and asks for the runs it needs by name (`deck_catalogue`); the run cache of
 `lifcore.train` trains each of them once per book.
+
+Every deck run starts from the converged base model (`base_model`: the deck's model trained by
+`lifcore.train.recipe_config` to centre-surround ON and OFF mosaics, the chapter "The colour
+model converges"), so that the deck's methods are compared on fields the deck's lab would
+recognise, not on a random start. ``deck["base"]`` holds the base's own fields (its ``steps``, over
+`BASE_QUICK`); ``deck["base"] = None`` runs the deck's methods from the deck's own random start.
+The images are the deck's Kyoto scenes wherever this machine has them
+(`lifcore.coding.data.kyoto_folder`), else scikit-image's photographs (`images_here`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from lifcore import resolve_device
-from lifcore.train import DivergenceError, Run, TrainConfig, coerce_fields, deck_config, train
+from lifcore.coding import data
+from lifcore.train import DivergenceError, Run, TrainConfig, coerce_fields, deck_config, recipe_config, train
 
 
 def train_all(named_configs: dict, cache_dir: str | Path = "runs", progress: bool = True) -> dict[str, Run | DivergenceError]:
@@ -34,24 +43,61 @@ def needed(runs: dict, *names) -> None:
 
 
 DECK_QUICK = dict(steps=200, patch_size=4, n_neurons=16, batch_size=32, n_patches=4000, cov_batches=20, eval_size=64)
+BASE_QUICK = dict(steps=200)  # the base model's own fields, over the deck run's size (`base_model`)
 DECK_FR_FACTORS = (0.01, 0.1, 1.0, 10.0, 100.0)  # FR_learning_rate / lr; the deck's histogram labels 1, 10, 100
 AROUND_SHARE = 0.1  # the objective around each part of a step is recorded over the last tenth of a run
+# what a deck run and its base share: the model's size, the data, the device (the rest is each one's schedule)
+SHARED_FIELDS = ("patch_size", "n_neurons", "batch_size", "n_patches", "cov_batches", "eval_size", "images", "device",
+                 "seed", "dtype", "input_noise", "output_noise", "centering", "mask")
+
+
+def images_here() -> tuple:
+    """``("kyoto",)`` where this machine has the deck's Kyoto scenes, else ``()`` (scikit-image's photographs)."""
+    return (data.KYOTO,) if data.kyoto_folder() is not None else ()
+
+
+def base_model(sizes: dict, base: dict | None) -> TrainConfig | None:
+    """The converged base model: `recipe_config` at the deck run's sizes with the fields `base` (None: no base)."""
+    if base is None:
+        return None
+    fields = coerce_fields(BASE_QUICK | dict(base))
+    steps = fields.pop("steps")
+    return recipe_config(steps, **({k: v for k, v in sizes.items() if k in SHARED_FIELDS} | fields))
 
 
 def deck_base(**deck) -> TrainConfig:
-    """The deck's config (`deck_config`) at the length and size of `deck` (over `DECK_QUICK`). A device
-    "auto" is resolved here, so that a run is cached under the device it runs on."""
-    merged = coerce_fields(DECK_QUICK | deck)  # YAML's "1e-3" and lists, as meant
+    """The deck's config (`deck_config`) at the length and size of `deck` (over `DECK_QUICK`), starting from
+    `base_model` (``deck["base"]``, over `BASE_QUICK`). A device "auto" is resolved here, so that a run is
+    cached under the device it runs on."""
+    deck = dict(deck)
+    base = deck.pop("base", {})
+    merged = coerce_fields(DECK_QUICK | {"images": images_here()} | deck)  # YAML's "1e-3" and lists, as meant
     if merged.get("device") == "auto":  # a named device stays as named (a sweep may prepare GPU runs on a CPU node)
         merged["device"] = str(resolve_device("auto"))
     steps = merged.pop("steps")
-    return deck_config(steps, **merged)
+    return deck_config(steps, **merged, start=base_model(merged, base))
+
+
+def images_in_words(config: TrainConfig) -> str:
+    """Which images a run trains on, for a page."""
+    train_names, held_out = data.resolve_images(config.images)
+    if config.images == (data.KYOTO,):
+        kind = "the .mat cone responses" if train_names[0].endswith(".mat") else "the dataset's 256 x 200 RGB thumbnails"
+        return (f"the Kyoto natural scenes the deck trained on (Doi et al. 2003; {kind}, {len(train_names)} for training, "
+                f"{len(held_out)} held out)")
+    if not config.images:
+        return (f"scikit-image's photographs {', '.join(train_names)} ({', '.join(held_out)} held out), standing in for "
+                "the deck's Kyoto scenes, which this machine does not have")
+    return f"{len(train_names)} images of {config.images} ({len(held_out)} held out)"
 
 
 def describe(base: TrainConfig) -> str:
     """One line that states the model and the schedule a chapter ran with (its parameters, in words)."""
-    return (f"The deck's model: {base.n_neurons} softplus neurons, {base.patch_size}x{base.patch_size} RGB patches "
-            f"(D = {base.dim}), batches of {base.batch_size}, {base.steps} steps of SGD (lr {base.lr}), target rate {base.r0}")
+    start = (f", starting from the converged base model ({base.start.steps} steps of the recipe of the chapter "
+             f"'The colour model converges')" if base.start is not None else ", from the deck's random start")
+    return (f"The deck's model: {base.n_neurons} softplus neurons, {base.patch_size}x{base.patch_size} colour patches "
+            f"(D = {base.dim}) of {images_in_words(base)}; batches of {base.batch_size}, {base.steps} steps of SGD "
+            f"(lr {base.lr}){start}; target rate {base.r0}")
 
 
 def deck_catalogue(base: TrainConfig) -> dict[str, TrainConfig]:
@@ -81,19 +127,22 @@ def deck_catalogue(base: TrainConfig) -> dict[str, TrainConfig]:
 
 
 def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
-    """The schedules and levers of the chapter "The colour model converges", over the deck's run `base`."""
-    levers = {
-        "deck: SGD 0.01, plateau": {},
-        "exponential decay": dict(lr_schedule="exponential"),
-        "cosine decay": dict(lr_schedule="cosine"),
-        "Adam 0.001": dict(optimizer="adam", lr=1e-3, lr_schedule="constant"),
-        "no renormalisation": dict(renormalize=False),
-        "PCA start": dict(filter_init="pca"),
-        "Adam 0.001, PCA start": dict(optimizer="adam", lr=1e-3, lr_schedule="constant", filter_init="pca"),
-        "batch x2": dict(batch_size=2 * base.batch_size),
-        "no jitter": dict(jitter_every=0),
+    """The schedules and levers of the chapter "The colour model converges", each from its own start and
+    as long as the base model (`base.start`): the deck's schedule, the recipe, and the recipe less one of
+    its parts or with another filter parametrisation."""
+    recipe = base.start if base.start is not None else base_model(base.asdict(), {"steps": base.steps})
+    sizes = {k: getattr(recipe, k) for k in SHARED_FIELDS}
+    deck = deck_config(recipe.steps, **sizes)
+    every_tenth_of_a_percent = max(1, round(5_000 * recipe.steps / 1_000_000))
+    return {
+        "deck: SGD 0.01, plateau": deck,
+        "deck, jitter compressed": deck.replace(jitter_every=every_tenth_of_a_percent),
+        "recipe": recipe,
+        "recipe, random start": recipe.replace(filter_init="random"),
+        "recipe, gain at the noisy patch": recipe.replace(gain_at="noisy"),
+        "recipe, scattered centres": recipe.replace(filter_init="scattered"),
+        "recipe, DoG filters": recipe.replace(filter_shape="dog", filter_init="random", lr=0.1),
     }
-    return {name: base.replace(**change) for name, change in levers.items()}
 
 
 def book_runs(deck: dict) -> dict[str, TrainConfig]:
@@ -110,3 +159,20 @@ def deck_runs(deck: dict, names, cache_dir: str | Path = "runs", progress: bool 
     if unknown:
         raise ValueError(f"unknown deck run(s) {unknown}; known: {', '.join(catalogue)}")
     return train_all({n: catalogue[n] for n in names}, cache_dir, progress)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# where the decks' own figures are looked for: $LIFCORE_SHARED, then shared/ inside or beside the project
+SHARED_PLACES = (ROOT / "shared", ROOT.parent / "shared")
+
+
+def deck_figure(name: str) -> Path | None:
+    """The deck's own figure `name` (a file of ``shared/seeds/deck000-figures/``) where this machine has it, or None."""
+    import os
+
+    places = ([Path(os.environ["LIFCORE_SHARED"])] if os.environ.get("LIFCORE_SHARED") else []) + list(SHARED_PLACES)
+    for place in places:
+        path = place / "seeds" / "deck000-figures" / name
+        if path.is_file():
+            return path
+    return None

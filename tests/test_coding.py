@@ -252,3 +252,55 @@ def test_field_descriptors_of_synthetic_filters():
     assert order.tolist() == [0, 2, 1]  # ON achromatic, then the opponent one (its peak is ON), then OFF
     with pytest.raises(ValueError, match="unknown keys"):
         fields.neuron_order(w, 9, by=("size",))
+
+
+def write_kyoto(folder, shapes, seed=0):
+    """Small .mat files laid out as the Kyoto dataset's: cone responses OL, OM, OS."""
+    from scipy.io import savemat
+    rng = np.random.default_rng(seed)
+    images = []
+    for k, shape in enumerate(shapes):
+        cones = {name: rng.random(shape) * (k + 1) for name in ("OL", "OM", "OS")}
+        savemat(folder / f"scene{k}.mat", cones)
+        images.append(np.stack([cones["OL"], cones["OM"], cones["OS"]], -1))
+    return images
+
+
+def test_kyoto_mat_files_are_read_as_l_m_s_channels_and_cut_as_the_deck_did(tmp_path):
+    images = write_kyoto(tmp_path, [(6, 6), (6, 6), (7, 6)], seed=2)
+    np.testing.assert_array_equal(data.load_image(str(tmp_path / "scene1.mat")), images[1])
+    ds = data.natural_patches(size=6, n_train=5, n_test=3, images=str(tmp_path), held_out=[str(tmp_path / "scene2.mat")],
+                              centering="image", mask="circular", dtype=torch.float64)
+    # every 6x6 patch of a 6x6 scene is the scene: normalised over its pixels and cones, under the mask
+    expected = {tuple(np.round(((im - im.mean()) / im.std() * data.circular_mask(6)[:, :, None]).reshape(-1), 10))
+                for im in images[:2]}
+    assert {tuple(np.round(row, 10)) for row in ds.train.numpy()} <= expected
+    assert len({tuple(np.round(row, 10)) for row in ds.train.numpy()}) == 2  # both training scenes drawn
+
+
+def test_kyoto_by_name_is_found_where_lifcore_kyoto_says_and_refused_when_absent(tmp_path, monkeypatch):
+    write_kyoto(tmp_path, [(8, 9)] * 3)
+    monkeypatch.setenv("LIFCORE_KYOTO", str(tmp_path))
+    train, held_out = data.resolve_images(("kyoto",))
+    assert [p.rsplit("/", 1)[1] for p in train] == ["scene0.mat", "scene1.mat"] and held_out[0].endswith("scene2.mat")
+    assert data.natural_patches(size=4, n_train=10, n_test=4, images=("kyoto",)).train.shape == (10, 48)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("LIFCORE_KYOTO", str(empty))
+    with pytest.raises(ValueError, match="holds no image"):
+        data.kyoto_folder()
+    monkeypatch.delenv("LIFCORE_KYOTO")
+    monkeypatch.setattr(data, "KYOTO_PLACES", (tmp_path / "nowhere",))
+    assert data.kyoto_folder() is None
+    with pytest.raises(ValueError, match="'kyoto' names the Kyoto scenes, and none was found: set LIFCORE_KYOTO"):
+        data.natural_patches(size=4, n_train=10, n_test=4, images=("kyoto",))
+
+
+def test_a_mat_file_without_cone_responses_is_refused_by_name(tmp_path):
+    from scipy.io import savemat
+    savemat(tmp_path / "a.mat", {"OL": np.ones((4, 4)), "OM": np.ones((4, 4))})
+    with pytest.raises(ValueError, match=r"a.mat' has no OS: a Kyoto image holds the cone responses OL, OM, OS"):
+        data.load_image(str(tmp_path / "a.mat"))
+    (tmp_path / "b.mat").write_bytes(b"not matlab")
+    with pytest.raises(ValueError, match="b.mat' is not a readable MATLAB file"):
+        data.load_image(str(tmp_path / "b.mat"))

@@ -162,8 +162,11 @@ def test_the_cache_key_covers_every_field():
             return ("astronaut",)
         return swaps[value]
 
-    base = TrainConfig()
-    keys = {base.replace(**{f.name: changed(getattr(base, f.name))}).key() for f in dataclasses.fields(TrainConfig)}
+    base = TrainConfig(encoder="softplus")  # the encoder that has every option (filter_shape "dog" too)
+    special = {"encoder": "soft_lif", "filter_shape": "dog", "start": TrainConfig(encoder="softplus", steps=3),
+               "method": "penalty"}
+    keys = {base.replace(**{f.name: special[f.name] if f.name in special else changed(getattr(base, f.name))}).key()
+            for f in dataclasses.fields(TrainConfig)}
     assert len(keys | {base.key()}) == len(dataclasses.fields(TrainConfig)) + 1
 
 
@@ -225,8 +228,17 @@ def test_deck_config_scales_the_decks_schedule():
         (300_000, 500_000, 5_000, 10_000, 500)
     assert (full.patch_size, full.input_noise, full.output_noise, full.units, full.fr_scope) == (18, 0.4, 3.0, "bits", "neuron")
     book = deck_config(2000)
+    # the window scales, the deck's 5,000 steps between jitters do not: what a jitter leaves to recover
     assert (book.jitter_start, book.jitter_stop, book.jitter_every, book.centering_start, book.centering_stop) == \
-        (600, 1000, 10, 600, 1000)
+        (600, 1000, 5000, 600, 1000)
+    from lifcore.train.schedule import Schedule
+
+    def jitters(config):
+        schedule = Schedule(config, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+        return [i for i in range(1, config.steps + 1) if schedule.jitter_now(i)]
+
+    assert jitters(book) == [600] and jitters(deck_config(20_000)) == [6000]
+    assert len(jitters(deck_config(1_000_000))) == 41 and jitters(deck_config(1_000_000))[:2] == [300_000, 305_000]
     assert (book.plateau_start, book.plateau_patience, book.log_every, book.matrices_every) == (20, 500, 10, 100)
     assert (full.log_every, full.histogram_every, full.matrices_every, full.matrices_window) == (10, 1000, 1000, 1000)
     with pytest.raises(ValueError, match="unknown TrainConfig field.*lagrange_lr"):

@@ -2,14 +2,14 @@
 import pytest
 import torch
 
-from lifcore.snn import transfer
+from lifcore.snn import lif, transfer
 
 
 @pytest.mark.parametrize("alpha, tol_discrete, tol_textbook", [(0.99, 0.01, 0.03), (0.95, 0.025, 0.09)])
 def test_closed_form_matches_simulated_spike_counts(alpha, tol_discrete, tol_textbook):
     # currents from rheobase to a rate of ~0.25 spikes/step, where the discrete model is a fair LIF
     current = torch.linspace(1.05, 3.0, 25, dtype=torch.float64) * (1 - alpha)
-    simulated = transfer.simulated_rate(current, alpha, v_th=1.0, steps=50000)
+    simulated = lif.simulated_rate(current, alpha, v_th=1.0, steps=50000)
     corrected = transfer.lif_rate(current, alpha, 1.0, discrete=True)
     textbook = transfer.lif_rate(current, alpha, 1.0, discrete=False)
     assert simulated.min() > 0.001 and simulated.max() < 0.35
@@ -25,7 +25,7 @@ def test_below_rheobase_is_silent():
     alpha = 0.95
     current = torch.tensor([0.0, 0.5, 0.99]) * (1 - alpha)
     assert transfer.lif_rate(current, alpha).abs().max() == 0
-    assert transfer.simulated_rate(current, alpha, steps=3000).abs().max() == 0
+    assert lif.simulated_rate(current, alpha, steps=3000).abs().max() == 0
 
 
 def test_soft_rate_tends_to_the_hard_one():

@@ -1,7 +1,13 @@
 """Natural colour image patches (seed 000, "300x300 color model": D = 10 x 10 x 3 = 300).
 
 Patches are cut from the colour photographs that ship inside scikit-image (no download),
-or from any folder of images. Everything is deterministic for a seed. A patch is
+from any folder of images, or from the deck's own scenes, the Kyoto Natural Image Dataset
+(Doi et al. 2003; 62 scenes; `eizaburo-doi/kyoto_natim`): its MATLAB files hold the L, M and
+S cone responses ``OL``, ``OM``, ``OS``, read here as the three channels, as the deck's
+`data.py` read them. ``images=("kyoto",)`` names them wherever a copy is found
+(`kyoto_folder`): the folder ``$LIFCORE_KYOTO``, else ``data/kyoto_natim`` beside the project
+(the .mat files), else ``shared/data/kyoto_natim_thumbs`` inside or beside it (the dataset's
+256 x 200 RGB thumbnails, the copy this project's machines have). Everything is deterministic for a seed. A patch is
 flattened row-major with the colour last, ``patch[y, x, c] -> vector[(y * size + x) * 3 + c]``.
 
 The Gaussian bound on the patch entropy, ``H_X = 1/2 logdet(2 pi e C_x)`` (nats), is the
@@ -11,14 +17,15 @@ The deck's pipeline (its `data.py`, DECK-CODE.md "Data") is a choice of options 
 ``centering="image"`` normalises every image to zero mean and unit standard deviation
 (over all its pixels and colours) before patches are cut, with no further centring or
 scaling; ``mask="circular"`` multiplies every patch by the deck's soft circular window;
-``size=18`` is the deck's patch. The deck's Kyoto images (LMS cone channels) are not
-available here: scikit-image's RGB photographs, or a user's folder, stand in. The deck
+``size=18`` is the deck's patch. Where no copy of the Kyoto scenes is at hand,
+scikit-image's RGB photographs, or a user's folder, stand in. The deck
 lays a patch out colour-first (``[3, size, size]``); the layout is a permutation and
 changes no number but the order of the dimensions.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,19 +37,60 @@ TRAIN_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle")
 HELD_OUT_IMAGES = ("chelsea",)
 CENTERING = ("none", "patch", "dataset", "image")
 MASKS = ("none", "circular")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".mat")
+CONE_CHANNELS = ("OL", "OM", "OS")  # a Kyoto .mat file's L, M and S cone responses, in this order
+KYOTO = "kyoto"  # the name of the deck's scenes in `images`
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# where `kyoto_folder` looks, after $LIFCORE_KYOTO: the .mat files, then the thumbnails this project's machines carry
+KYOTO_PLACES = (PROJECT_ROOT / "data" / "kyoto_natim", PROJECT_ROOT / "shared" / "data" / "kyoto_natim_thumbs",
+                PROJECT_ROOT.parent / "shared" / "data" / "kyoto_natim_thumbs")
 # scikit-image's colour photographs, by the name `load_image` accepts
 PHOTOGRAPHS = ("astronaut", "chelsea", "coffee", "motorcycle", "rocket", "immunohistochemistry", "retina", "logo")
 GREYSCALE = ("camera", "moon", "coins", "page", "text", "horse", "clock", "brick", "grass", "gravel")  # refused, by name
 
 
+def kyoto_folder() -> Path | None:
+    """The folder of the Kyoto scenes this machine has (module docstring), or None. ``$LIFCORE_KYOTO``
+    set to a folder that holds no image is an error, not a silent fall-back."""
+    chosen = os.environ.get("LIFCORE_KYOTO")
+    if chosen:
+        images_in_folder(chosen)  # raises, naming the folder, when it holds no image
+        return Path(chosen).expanduser().resolve()
+    for place in KYOTO_PLACES:
+        if place.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in place.iterdir()):
+            return place.resolve()
+    return None
+
+
+def load_cone_responses(path: Path) -> np.ndarray:
+    """A Kyoto .mat file's cone responses ``[H, W, 3]`` (L, M, S; float64, as stored)."""
+    from scipy.io import loadmat
+
+    try:
+        content = loadmat(path, variable_names=list(CONE_CHANNELS))
+    except Exception as err:  # scipy raises several kinds for a file that is not MATLAB's
+        raise ValueError(f"images: {str(path)!r} is not a readable MATLAB file ({err})") from None
+    missing = [name for name in CONE_CHANNELS if name not in content]
+    if missing:
+        raise ValueError(f"images: {str(path)!r} has no {', '.join(missing)}: a Kyoto image holds the cone responses "
+                         f"{', '.join(CONE_CHANNELS)}")
+    channels = [np.asarray(content[name], dtype=np.float64) for name in CONE_CHANNELS]
+    if any(c.ndim != 2 or c.shape != channels[0].shape for c in channels):
+        raise ValueError(f"images: {str(path)!r}: {', '.join(CONE_CHANNELS)} must be 2-D arrays of one shape; got "
+                         + ", ".join(str(c.shape) for c in channels))
+    return np.stack(channels, -1)
+
+
 def load_image(name: str) -> np.ndarray:
-    """An RGB image as float64 in [0, 1], ``[H, W, 3]``: a scikit-image name or a file path."""
+    """A colour image ``[H, W, 3]`` as float64: RGB in [0, 1] for a scikit-image name or an image
+    file, the L, M, S cone responses as stored for a Kyoto .mat file."""
     import skimage.data
     import skimage.io
 
     name = str(name)
     path = Path(name).expanduser()
+    if path.suffix.lower() == ".mat" and path.is_file():
+        return load_cone_responses(path)
     if name == "motorcycle":
         image = skimage.data.stereo_motorcycle()[0]
     elif path.suffix.lower() in IMAGE_SUFFIXES or "/" in name or path.exists():
@@ -71,9 +119,11 @@ def load_image(name: str) -> np.ndarray:
 
 
 def images_in_folder(folder: str | Path) -> list[str]:
-    if not Path(folder).is_dir():
+    """The image files of `folder` (by suffix, sorted), as resolved paths."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
         raise ValueError(f"images: folder {str(folder)!r} does not exist")
-    paths = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(str(p.resolve()) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"folder {str(folder)!r} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     return paths
@@ -165,12 +215,49 @@ class PatchDataset:
         return self.train[index]
 
 
+def resolve_images(images=None, held_out=None) -> tuple[list[str], list[str]]:
+    """The training and held-out image names of `images` (as `natural_patches` takes it), files as
+    resolved paths: ``None`` or ``()`` are the default photographs (`TRAIN_IMAGES`, `HELD_OUT_IMAGES`);
+    ``"kyoto"`` (alone or as a 1-tuple) the Kyoto scenes of `kyoto_folder`; a folder (alone or as a
+    1-tuple) its images, the last in sorted order held out unless `held_out` is given (then those
+    are held out and the folder's others train); otherwise a list of scikit-image names and files."""
+    if isinstance(images, (list, tuple)) and len(images) == 1 and (
+            str(images[0]) == KYOTO or Path(str(images[0])).expanduser().is_dir()):
+        images = images[0]
+    if isinstance(images, (str, Path)) and str(images) == KYOTO:
+        found = kyoto_folder()
+        if found is None:
+            raise ValueError(f"images: {KYOTO!r} names the Kyoto scenes, and none was found: set LIFCORE_KYOTO to a "
+                             f"folder of them or put them in {KYOTO_PLACES[0]}")
+        images = found
+    if isinstance(images, (str, Path)) and Path(images).expanduser().is_dir():
+        paths = images_in_folder(images)
+        if held_out is None:
+            if len(paths) < 2:
+                raise ValueError(f"images={str(images)!r}: a folder needs two images or more (one is held out)")
+            paths, held_out = paths[:-1], paths[-1:]
+        else:
+            kept = {str(Path(str(name)).expanduser().resolve()) for name in held_out}
+            paths = [path for path in paths if path not in kept]
+        images = paths
+    elif isinstance(images, (str, Path)):
+        images = [images]
+
+    def resolved(name) -> str:
+        path = Path(str(name)).expanduser()
+        return str(path.resolve()) if path.is_file() else str(name)
+
+    train = [resolved(name) for name in (images or TRAIN_IMAGES)]
+    test = [resolved(name) for name in (held_out if held_out is not None else HELD_OUT_IMAGES)]
+    return train, test
+
+
 def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0,
                     images: list[str] | tuple[str, ...] | str | None = None, held_out: list[str] | None = None,
                     centering: str = "dataset", scale: bool = True, mask: str = "none",
                     dtype=torch.float32) -> PatchDataset:
-    """Cut the patch sets. `images` is a list of scikit-image names or files, or a folder
-    (then its last image, in sorted order, is held out unless `held_out` is given).
+    """Cut the patch sets. `images` is a list of scikit-image names or files, a folder, or
+    ``"kyoto"`` (`resolve_images` says which images train and which are held out).
     `mask` "circular" multiplies every patch by `circular_mask` (the deck's)."""
     if centering not in CENTERING:
         raise ValueError(f"centering={centering!r} is unknown; allowed: {', '.join(map(repr, CENTERING))}")
@@ -178,16 +265,8 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
         raise ValueError(f"mask={mask!r} is unknown; allowed: {', '.join(map(repr, MASKS))}")
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size={size!r} must be a positive integer (patch side in pixels)")
-    if isinstance(images, (str, Path)) and Path(images).is_dir():
-        paths = images_in_folder(images)
-        if held_out is None:
-            if len(paths) < 2:
-                raise ValueError(f"images={str(images)!r}: a folder needs two images or more (one is held out)")
-            paths, held_out = paths[:-1], paths[-1:]
-        images = paths
-    train_names = list(images or TRAIN_IMAGES)
-    test_names = list(held_out if held_out is not None else HELD_OUT_IMAGES)
-    shared = sorted({str(name) for name in train_names} & {str(name) for name in test_names})
+    train_names, test_names = resolve_images(images, held_out)
+    shared = sorted(set(train_names) & set(test_names))
     if shared:
         raise ValueError(f"held_out={test_names!r} shares {shared} with the training images: held-out patches "
                          "must come from images the training never sees")

@@ -13,6 +13,10 @@ Everything that follows from W, f and f' is written once, here: the information 
 the linear-Gaussian channel and its matrices (`lifcore.coding.info`), the posterior KL,
 and the covariances averaged over many batches.
 
+The filters are free pixels (``filter_shape="pixels"``, ``weights`` a parameter) or drawn from
+the deck's difference-of-Gaussians parameters (``"dog"``, `lifcore.coding.dog.DoGFilters`;
+``weights`` is then computed from them at every call and has no gradient of its own).
+
 Where the gain and the constrained rate are evaluated is the encoder's `gain_at`:
 "clean" (at x, the project's choice) or "noisy" (at ``x + n_x``, one draw of the
 input noise per patch, as the deck's code does). `operating_point` applies it.
@@ -26,6 +30,7 @@ from . import info
 from .kernels import renormalize_
 
 GAIN_AT = ("clean", "noisy")
+FILTER_SHAPES = ("pixels", "dog")
 
 
 class Encoder(nn.Module):
@@ -64,6 +69,23 @@ class Encoder(nn.Module):
 
     # -- written once ---------------------------------------------------------------------
     @property
+    def weights(self) -> torch.Tensor:
+        """The filters ``W`` ``[N, D]``: the parameter ``weights`` (free pixels), or drawn from the DoG
+        parameters of the submodule ``shape``. (A property of the class: `nn.Module` keeps the
+        parameter in ``_parameters``, so that ``self.weights = nn.Parameter(...)`` still registers it.)"""
+        parameters = self.__dict__["_parameters"]
+        if "weights" in parameters:
+            return parameters["weights"]
+        shape = self.__dict__["_modules"].get("shape")
+        if shape is None:
+            raise AttributeError("weights")
+        return shape.weights()
+
+    @property
+    def filter_shape(self) -> str:
+        return "pixels" if "weights" in self.__dict__["_parameters"] else "dog"
+
+    @property
     def n_neurons(self) -> int:
         return self.weights.shape[0]
 
@@ -94,8 +116,9 @@ class Encoder(nn.Module):
 
     @torch.no_grad()
     def project_(self) -> None:
-        """After an optimiser step: rescale every filter to unit norm when `renormalize` (the deck's)."""
-        if self.renormalize:
+        """After an optimiser step: rescale every filter to unit norm when `renormalize` (the deck's;
+        DoG filters are of unit norm by construction)."""
+        if self.renormalize and self.filter_shape == "pixels":
             renormalize_(self.weights)
 
     def evaluate(self, x: torch.Tensor, input_covariance: torch.Tensor) -> dict:

@@ -23,12 +23,18 @@ its energy per pixel and colour:
   (a difference of Gaussians: about 1/2; a blob: 0);
 * ``colour_opponency = 1 - luminance_share``.
 
-* ``peak_share``: the share of the energy in the most energetic pixel (1 for a single pixel).
+* ``peak_share``: the share of the energy in the most energetic pixel (1 for a single pixel);
+* from each filter's difference-of-Gaussians fit (`lifcore.coding.dog.fit`): ``dog_quality``
+  (the share of the energy the DoG explains), ``centre_width`` and ``surround_width`` (sigma,
+  pixels), ``dog_surround`` (the surround's mass over the centre's, 1 when balanced) and
+  ``dog_polarity``.
 
 `kinds` turns them into one label per filter, in this order: "noise" (localization below
 `LOCALIZED`), "pixel" (peak share at least `PIXEL`: localized, but to one pixel, the
-degenerate answer), "oriented" (orientation at least `ORIENTED`), "centre-surround" (surround
-at least `SURROUND`), else "blob". `tests/test_fields.py` checks each on synthetic filters.
+degenerate answer), "centre-surround" (a DoG explains at least `DOG_FIT` of the filter, its
+centre is at least `CENTRE_WIDTH` pixels wide, sigma, and its surround at least `DOG_SURROUND`
+of the centre's mass), "oriented" (orientation at least `ORIENTED`), else "blob".
+`tests/test_fields.py` checks each on synthetic filters.
 
 `neuron_order` sorts by polarity, then by colour, then by position (row-major), so that a
 matrix over neurons (a covariance) shows any structure those properties carry as blocks.
@@ -39,9 +45,14 @@ import math
 
 import torch
 
+from . import dog
+
 ORDER_KEYS = ("polarity", "colour", "position")
 KINDS = ("noise", "pixel", "oriented", "centre-surround", "blob")
-LOCALIZED, PIXEL, ORIENTED, SURROUND = 0.3, 0.5, 0.4, 0.15
+LOCALIZED, PIXEL, ORIENTED = 0.3, 0.5, 0.4
+# centre-surround: a DoG explains 80 % of the filter, its centre is wider than a pixel (sigma half a pixel:
+# full width at half maximum 1.2 pixels), and its surround holds a quarter of the centre's mass or more
+DOG_FIT, CENTRE_WIDTH, DOG_SURROUND = 0.8, 0.5, 0.25
 
 
 def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
@@ -68,10 +79,11 @@ def describe(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[
             "peak_share": energy.flatten(1).amax(1)}
 
 
-def measures(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[str, torch.Tensor]:
-    """`describe` plus ``localization``, ``orientation``, ``surround`` and ``colour_opponency``
-    ``[N]`` (module docstring)."""
+def measures(weights: torch.Tensor, patch_size: int, channels: int = 3, fit: dog.DoGFit | None = None) -> dict[str, torch.Tensor]:
+    """`describe` plus ``localization``, ``orientation``, ``surround``, ``colour_opponency`` and the
+    DoG fit's numbers ``[N]`` (module docstring); `fit`: the filters' `dog.fit`, when already at hand."""
     d = describe(weights, patch_size, channels)
+    fit = dog.fit(weights, patch_size, channels) if fit is None else fit
     w = torch.as_tensor(weights).detach().double().cpu()
     p = patch_size
     fields = w.reshape(-1, p, p, channels)
@@ -94,17 +106,20 @@ def measures(weights: torch.Tensor, patch_size: int, channels: int = 3) -> dict[
     share = opposite.sum((1, 2)) / (same + opposite).sum((1, 2)).clamp_min(1e-300)
     surround = torch.where(mean_distance(opposite) > mean_distance(same), share, torch.zeros_like(share))
     return d | {"localization": localization, "orientation": orientation, "surround": surround,
-                "colour_opponency": 1 - d["luminance_share"]}
+                "colour_opponency": 1 - d["luminance_share"], "dog_quality": fit.quality, "centre_width": fit.centre_width,
+                "surround_width": fit.surround_width, "dog_surround": fit.surround, "dog_polarity": fit.polarity}
 
 
-def kinds(weights: torch.Tensor, patch_size: int, channels: int = 3) -> list[str]:
-    """One of `KINDS` per filter (module docstring)."""
-    m = measures(weights, patch_size, channels)
+def kinds(weights: torch.Tensor, patch_size: int, channels: int = 3, fit: dog.DoGFit | None = None) -> list[str]:
+    """One of `KINDS` per filter (module docstring); `fit` as in `measures`."""
+    m = measures(weights, patch_size, channels, fit)
     labels = []
-    for loc, peak, ori, sur in zip(m["localization"].tolist(), m["peak_share"].tolist(), m["orientation"].tolist(),
-                                   m["surround"].tolist()):
-        labels.append("noise" if loc < LOCALIZED else "pixel" if peak >= PIXEL else "oriented" if ori >= ORIENTED
-                      else "centre-surround" if sur >= SURROUND else "blob")
+    for loc, peak, ori, quality, width, surround in zip(
+            *(m[k].tolist() for k in ("localization", "peak_share", "orientation", "dog_quality", "centre_width",
+                                      "dog_surround"))):
+        centre_surround = quality >= DOG_FIT and width >= CENTRE_WIDTH and surround >= DOG_SURROUND
+        labels.append("noise" if loc < LOCALIZED else "pixel" if peak >= PIXEL else "centre-surround" if centre_surround
+                      else "oriented" if ori >= ORIENTED else "blob")
     return labels
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..device import resolve_device
-from ..snn.lif import check_alpha
+from ..snn.transfer import check_alpha
 from ..snn.transfer import soft_lif_rate, soft_lif_rate_derivative
 from .encoder import Encoder
 from .kernels import renormalize_

@@ -12,6 +12,9 @@ in units where the deck's target is 1. Initialisation as the deck's code: ``W`` 
 ``log_threshold ~ 0.02 randn - 1``. The deck renormalises ``W`` after every step
 (``renormalize=True``, `Encoder.project_`).
 
+``filter_shape="dog"`` draws the filters from the deck's difference-of-Gaussians parameters
+(`lifcore.coding.dog.DoGFilters`, its `train.py` default; needs `patch_size`).
+
 The homeostatic gain of the deck's "Gamma" method (`lifcore.constraints.homeostatic`)
 replaces ``a`` by a value set from outside (`set_homeostatic_gain`); ``log_gain`` is then
 unused.
@@ -23,27 +26,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import resolve_device
-from .encoder import Encoder
+from .dog import DoGFilters
+from .encoder import FILTER_SHAPES, Encoder
 from .kernels import renormalize_
 
 
 class SoftplusEncoder(Encoder):
     """Parameters ``weights`` ``[N, D]``, ``log_gain`` ``[N]``, ``log_threshold`` ``[N]``.
-    Parameter groups: ``filters`` = [W], ``nonlinearity`` = [log_gain, log_threshold]."""
+    Parameter groups: ``filters`` = [W] (or the DoG parameters), ``nonlinearity`` = [log_gain, log_threshold]."""
 
     def __init__(self, dim: int = 300, n_neurons: int = 300, input_noise: float = 0.4, output_noise: float = 3.0,
                  softplus_beta: float = 2.5, gain_at: str = "noisy", renormalize: bool = True, device="cpu",
-                 dtype=torch.float32):
+                 dtype=torch.float32, filter_shape: str = "pixels", patch_size: int | None = None):
         super().__init__(input_noise, output_noise, gain_at, renormalize)
         for name, value in (("dim", dim), ("n_neurons", n_neurons)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
         if not softplus_beta > 0:
             raise ValueError(f"softplus_beta={softplus_beta!r} must be > 0")
+        if filter_shape not in FILTER_SHAPES:
+            raise ValueError(f"filter_shape={filter_shape!r} is unknown; allowed: {', '.join(map(repr, FILTER_SHAPES))}")
         self.softplus_beta = float(softplus_beta)
         factory = dict(device=resolve_device(device), dtype=dtype)
-        weights = 0.02 * torch.randn(n_neurons, dim, **factory)
-        self.weights = nn.Parameter(renormalize_(weights) if renormalize else weights)
+        if filter_shape == "dog":
+            if patch_size is None or 3 * patch_size**2 != dim:
+                raise ValueError(f"filter_shape='dog' needs patch_size with dim = 3 patch_size^2; got patch_size={patch_size!r}, "
+                                 f"dim={dim}")
+            self.shape = DoGFilters(n_neurons, patch_size, **factory)
+        else:
+            weights = 0.02 * torch.randn(n_neurons, dim, **factory)
+            self.weights = nn.Parameter(renormalize_(weights) if renormalize else weights)
         self.log_gain = nn.Parameter(0.02 * torch.randn(n_neurons, **factory))
         self.log_threshold = nn.Parameter(0.02 * torch.randn(n_neurons, **factory) - 1.0)
         self.register_buffer("homeostatic_gain", None, persistent=False)  # the method keeps its state
@@ -76,4 +88,5 @@ class SoftplusEncoder(Encoder):
         return {"gain": self.gain_factor, "bias": self.threshold}
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"filters": [self.weights], "nonlinearity": [self.log_gain, self.log_threshold]}
+        filters = [self.weights] if self.filter_shape == "pixels" else list(self.shape.parameters())
+        return {"filters": filters, "nonlinearity": [self.log_gain, self.log_threshold]}

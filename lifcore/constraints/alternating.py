@@ -23,8 +23,8 @@ class Alternating(ConstraintMethod):
 
     def __init__(self, info_params, rate_params=None, **common):
         super().__init__(info_params, rate_params, **common)
-        self.optimizers = {"info": self.optimizer_class(self.info_params, lr=self.lr),
-                           "rate": self.optimizer_class(self.rate_params, lr=self.fr_lr)}
+        self.optimizers = {"info": self.make_optimizer(self.info_params, self.lr),
+                           "rate": self.make_optimizer(self.rate_params, self.fr_lr, factors=False)}
 
     def constraint_term(self, error):
         return self.rate_loss(error)

@@ -69,7 +69,9 @@ class ConstraintMethod:
     `fr_lr` the rate step's (default `lr`), `rate_weight` the weight of ``sum h^2``,
     `clip_grad_norm` (> 0) clips the norm of the objective step's gradient over all
     parameters, as the deck's ``clip_grad_norm_(all_params, 20)``. `n_neurons` sizes the state
-    a method keeps per unit (multipliers, average rates).
+    a method keeps per unit (multipliers, average rates). `lr_factors` (``{parameter: factor}``)
+    gives some parameters a learning rate of their own, `factor` times their optimiser's (a
+    parameter group of its own; a schedule scales every group alike).
     """
 
     name = "base"
@@ -77,7 +79,7 @@ class ConstraintMethod:
     def __init__(self, info_params: Iterable[torch.Tensor], rate_params: Iterable[torch.Tensor] | None = None, *,
                  r0: float, lr: float, fr_lr: float | None = None, rate_weight: float = 1.0, optimizer: str = "sgd",
                  fr_scope: str = "neuron", clip_grad_norm: float = 0.0, project: Callable[[], None] | None = None,
-                 n_neurons: int | None = None):
+                 n_neurons: int | None = None, lr_factors: dict | None = None):
         check_choice("fr_scope", fr_scope, FR_SCOPES)
         check_choice("optimizer", optimizer, OPTIMIZERS)
         check_positive(lr=lr, rate_weight=rate_weight)
@@ -94,6 +96,9 @@ class ConstraintMethod:
         self.optimizer_class = OPTIMIZERS[optimizer]
         self.project = project or (lambda: None)
         self.n_neurons = n_neurons  # units with a constraint each (fr_scope="neuron"); a method with state per unit needs it
+        self.lr_factors = {id(p): float(f) for p, f in (lr_factors or {}).items()}
+        for factor in self.lr_factors.values():
+            check_positive(lr_factor=factor)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.measure = False  # methods with parts: record the objective after each part (set per step by the loop)
 
@@ -142,6 +147,15 @@ class ConstraintMethod:
         """``rate_weight * sum h^2`` (the deck's ``loss_FR`` with weight 1)."""
         return self.rate_weight * (error**2).sum()
 
+    def make_optimizer(self, params: list[torch.Tensor], lr: float, factors: bool = True) -> torch.optim.Optimizer:
+        """An optimiser of `optimizer_class` over `params` at `lr`, one parameter group per learning-rate
+        factor (`lr_factors`; 1 for the others, and for all with ``factors=False``: a rate step has
+        its own `fr_lr`), each group keeping its ``lr_factor``."""
+        groups: dict[float, list] = {}
+        for p in params:
+            groups.setdefault(self.lr_factors.get(id(p), 1.0) if factors else 1.0, []).append(p)
+        return self.optimizer_class([{"params": ps, "lr": lr * f, "lr_factor": f} for f, ps in groups.items()], lr=lr)
+
     def clip_(self, params: list[torch.Tensor]) -> None:
         if self.clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.clip)
@@ -159,7 +173,8 @@ class ConstraintMethod:
         optimiser, `fr_lr` for a separate rate optimiser."""
         for name, optimizer in self.optimizers.items():
             for group in optimizer.param_groups:
-                group["lr"] = (fr_lr if fr_lr is not None else lr) if name == "rate" else lr
+                base = (fr_lr if fr_lr is not None else lr) if name == "rate" else lr
+                group["lr"] = base * group.get("lr_factor", 1.0)
 
     def state_dict(self) -> dict:
         return {"optimizers": {k: o.state_dict() for k, o in self.optimizers.items()}}

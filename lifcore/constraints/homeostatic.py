@@ -32,7 +32,7 @@ class HomeostaticGain(ConstraintMethod):
         reference = self.info_params[0]
         self.average_rate = torch.ones(shape, dtype=reference.dtype, device=reference.device)
         self.set_gain(self.gain())
-        self.optimizers = {"main": self.optimizer_class(self.info_params, lr=self.lr)}
+        self.optimizers = {"main": self.make_optimizer(self.info_params, self.lr)}
 
     def gain(self) -> torch.Tensor:
         """``a = 1 / rbar`` (one per neuron, or one for all with the population scope)."""

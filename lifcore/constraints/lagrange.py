@@ -42,7 +42,7 @@ class Lagrange(ConstraintMethod):
             multiplier = torch.zeros(shape, dtype=reference.dtype, device=reference.device)
         self.multiplier = multiplier.requires_grad_(multiplier_lr is None)
         stepped = self.all_params + ([self.multiplier] if multiplier_lr is None else [])
-        self.optimizers = {"main": self.optimizer_class(stepped, lr=self.lr)}
+        self.optimizers = {"main": self.make_optimizer(stepped, self.lr)}
         self.stepped = stepped
 
     @property

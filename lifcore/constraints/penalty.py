@@ -9,7 +9,7 @@ class Penalty(ConstraintMethod):
 
     def __init__(self, info_params, rate_params=None, **common):
         super().__init__(info_params, rate_params, **common)
-        self.optimizers = {"main": self.optimizer_class(self.all_params, lr=self.lr)}
+        self.optimizers = {"main": self.make_optimizer(self.all_params, self.lr)}
 
     def constraint_term(self, error):
         return self.rate_loss(error)

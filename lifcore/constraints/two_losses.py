@@ -43,8 +43,8 @@ class TwoLosses(ConstraintMethod):
                              "use method='alternating', the toy's scheme)")
         self.rate_ids = {id(p) for p in self.rate_params}
         self.weights_see_rate_loss = bool(weights_see_rate_loss)
-        self.optimizers = {"info": self.optimizer_class(self.info_params, lr=self.lr),
-                           "rate": self.optimizer_class(self.rate_params, lr=self.fr_lr)}
+        self.optimizers = {"info": self.make_optimizer(self.info_params, self.lr),
+                           "rate": self.make_optimizer(self.rate_params, self.fr_lr, factors=False)}
 
     def constraint_term(self, error):
         return self.rate_loss(error)

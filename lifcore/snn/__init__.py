@@ -9,6 +9,6 @@ memory), `branching` (branching-parameter estimators).
 from . import branching, bptt, eprop, fit, grad, lif, losses, measure, surrogate, transfer
 from .bptt import lif_sequence
 from .grad import bptt_gradients, eprop_gradients, gradient_alignment, gradients
-from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step
+from .lif import LIFNetwork, LIFParameters, LIFState, lif_forward, lif_step, simulated_rate
 from .losses import RateLoss, RateVarianceLoss, ReadoutLoss, SumLoss
-from .transfer import lif_rate, simulated_rate, soft_lif_rate, soft_lif_rate_derivative
+from .transfer import lif_rate, soft_lif_rate, soft_lif_rate_derivative

@@ -23,6 +23,7 @@ from torch import nn
 from ..device import resolve_device
 from .bptt import lif_sequence
 from .surrogate import Surrogate, get_surrogate, spike
+from .transfer import check_alpha, check_v_th
 
 PATHS = ("fused", "autograd")
 
@@ -41,18 +42,6 @@ class LIFParameters(NamedTuple):
     v_th: torch.Tensor | float
     w_rec_t: torch.Tensor | None
     surrogate: Surrogate
-
-
-def check_alpha(alpha: float) -> float:
-    if not isinstance(alpha, (int, float)) or not (0.0 < alpha <= 1.0):
-        raise ValueError(f"alpha={alpha!r} must be a number in (0, 1] (alpha = exp(-dt/tau_m))")
-    return float(alpha)
-
-
-def check_v_th(v_th) -> None:
-    bad = (torch.as_tensor(v_th) <= 0).any().item() if torch.is_tensor(v_th) else not (v_th > 0)
-    if bad:
-        raise ValueError(f"v_th={v_th!r} must be > 0 (every neuron's threshold)")
 
 
 def zero_state(batch: int, n: int, *, device=None, dtype=torch.float32) -> LIFState:
@@ -187,3 +176,16 @@ class LIFNetwork(nn.Module):
         return (f"n_in={self.n_in}, n_neurons={self.n_neurons}, alpha={self.alpha}, recurrent={self.recurrent}, "
                 f"surrogate={self.surrogate.name!r}, learn_bias={self.bias is not None}, "
                 f"learn_threshold={isinstance(self.v_th, nn.Parameter)}")
+
+
+def simulated_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, steps: int = 2000,
+                   warmup: int = 200) -> torch.Tensor:
+    """Spike count / steps of uncoupled LIF neurons of `lifcore.snn.lif` driven by each constant current."""
+    alpha = check_alpha(alpha)
+    check_v_th(v_th)
+    current = torch.as_tensor(current, dtype=torch.float64).flatten()
+    drive = current.expand(warmup + steps, 1, current.numel())
+    params = LIFParameters(alpha, float(v_th), None, get_surrogate("bellec"))
+    with torch.no_grad():
+        z, _, _ = lif_forward(drive, params)
+    return z[warmup:].mean(dim=(0, 1))

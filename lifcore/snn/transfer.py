@@ -16,6 +16,7 @@ steps after the true crossing, 1.5 steps on average; undoing that delay is the s
 resetting at the crossing to ``v_r = -v_th (alpha^(-3/2) - 1)`` (``discrete=True``, the
 default). Against simulated spike counts the textbook form is off by up to 8% at
 alpha = 0.95, the corrected one by under 2% (tests/test_transfer.py states the bounds).
+`lifcore.snn.lif.simulated_rate` counts the spikes of the network itself.
 ``soft_lif_rate`` replaces ``v_inf - v_th`` by a softplus and
 gates the result with a sigmoid, which makes f smooth with a gain f'(I) > 0 everywhere
 (needed by the coding model of seed 000, where G = diag f'(W x + b)).
@@ -27,8 +28,17 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .lif import LIFParameters, check_alpha, check_v_th, lif_forward
-from .surrogate import get_surrogate
+
+def check_alpha(alpha: float) -> float:
+    if not isinstance(alpha, (int, float)) or not (0.0 < alpha <= 1.0):
+        raise ValueError(f"alpha={alpha!r} must be a number in (0, 1] (alpha = exp(-dt/tau_m))")
+    return float(alpha)
+
+
+def check_v_th(v_th) -> None:
+    bad = (torch.as_tensor(v_th) <= 0).any().item() if torch.is_tensor(v_th) else not (v_th > 0)
+    if bad:
+        raise ValueError(f"v_th={v_th!r} must be > 0 (every neuron's threshold)")
 
 
 def reset_gap(alpha: float, v_th: float, discrete: bool = True) -> float:
@@ -97,16 +107,3 @@ def soft_lif_rate_derivative(current: torch.Tensor, alpha: float, v_th: float = 
     through_drive = c / log_term**2 * gap / (soft_drive * (soft_drive + gap)) * gate**2
     through_gate = c / log_term * (sharpness / v_th) * gate * (1.0 - gate)
     return (through_drive + through_gate) / (1.0 - alpha)
-
-
-def simulated_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, steps: int = 2000,
-                   warmup: int = 200) -> torch.Tensor:
-    """Spike count / steps of uncoupled LIF neurons of `lifcore.snn.lif` driven by each constant current."""
-    alpha = check_alpha(alpha)
-    check_v_th(v_th)
-    current = torch.as_tensor(current, dtype=torch.float64).flatten()
-    drive = current.expand(warmup + steps, 1, current.numel())
-    params = LIFParameters(alpha, float(v_th), None, get_surrogate("bellec"))
-    with torch.no_grad():
-        z, _, _ = lif_forward(drive, params)
-    return z[warmup:].mean(dim=(0, 1))

@@ -2,6 +2,6 @@
 C_x, encoder, method from a config), `schedule` (learning rates, jitter, centring), `loop`
 (train), `record` (the history under the deck's tags), `events` (the same as TensorBoard event files),
 `store` (the run cache and its lock), `sweep` (many runs as submitit jobs, on this machine or SLURM)."""
-from .config import DECK_REFERENCE_STEPS, TrainConfig, coerce_fields, deck_config
+from .config import DECK_REFERENCE_STEPS, RECIPE, TrainConfig, coerce_fields, deck_config, recipe_config
 from .loop import DivergenceError, Run, train
 from .store import RunLockedError

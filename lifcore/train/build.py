@@ -1,11 +1,11 @@
 """From a `TrainConfig` to the objects a run is made of: patches, C_x, encoder, method."""
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import torch
 
-from ..coding import SoftLIFEncoder, SoftplusEncoder
+from ..coding import SoftLIFEncoder, SoftplusEncoder, dog, mosaics
 from ..coding.data import PatchDataset, natural_patches
 from ..coding.encoder import Encoder
 from ..coding.info import StreamingCovariance
@@ -13,12 +13,8 @@ from ..constraints import ConstraintMethod, make
 from .config import TrainConfig
 
 def dataset_for(config: TrainConfig) -> PatchDataset:
-    images = config.images
-    if len(images) == 1 and Path(images[0]).expanduser().is_dir():
-        images = str(Path(images[0]).expanduser())
     return natural_patches(config.patch_size, n_train=config.n_patches, n_test=max(config.n_patches // 10, 1000),
-                           seed=config.seed, images=list(images) if isinstance(images, tuple) and images else (images or None),
-                           centering=config.centering, mask=config.mask)
+                           seed=config.seed, images=config.images, centering=config.centering, mask=config.mask)
 
 
 def estimate_input_covariance(data: PatchDataset, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -29,11 +25,68 @@ def estimate_input_covariance(data: PatchDataset, config: TrainConfig, generator
     return stream.covariance()
 
 
+def whitening_dog(input_covariance: torch.Tensor, n_neurons: int, patch_size: int) -> dog.DoGFit:
+    """The DoG of the linear optimum without noise for `n_neurons` channels.
+
+    Whitening within the top-N principal subspace of C_x, ``F = U_N Lambda_N^{-1/2} U_N^T``: the
+    information of a linear Gaussian channel does not change under a rotation of its outputs, and
+    this rotation makes each row a localized filter (Atick and Redlich's whitening filter, for as
+    many channels as neurons). Its row for an achromatic point at the patch's centre is fitted by a
+    difference of Gaussians (`lifcore.coding.dog.fit`): one centre width, one surround, one colour.
+    """
+    channels, dim = 3, input_covariance.shape[0]
+    values, vectors = torch.linalg.eigh(input_covariance.double().cpu())
+    top = vectors[:, -n_neurons:]
+    whitening = top @ torch.diag(values[-n_neurons:].clamp_min(1e-12).rsqrt()) @ top.t()
+    probe = torch.zeros(patch_size, patch_size, channels, dtype=torch.float64)
+    probe[patch_size // 2, patch_size // 2] = 1 / math.sqrt(channels)
+    return dog.fit((whitening @ probe.reshape(dim))[None], patch_size, channels)
+
+
+def centre_surround_filters(input_covariance: torch.Tensor, n_neurons: int, patch_size: int, placement: str,
+                            seed: int = 0) -> torch.Tensor:
+    """Filters in closed form ``[N, D]`` (unit norm, float64): the `whitening_dog` drawn at N centres,
+    the first half of the neurons ON, the rest OFF (sign reversed: the rectifying nonlinearity's two
+    polarities). `placement` "lattice": the centres of two interleaved hexagonal lattices inside the
+    circular mask (`lifcore.coding.mosaics.hexagonal_lattice`), ON and OFF mosaics; "scattered":
+    uniform random centres in the same disc (from `seed`), the same fields without a mosaic."""
+    shape = whitening_dog(input_covariance, n_neurons, patch_size)
+    n_on = n_neurons // 2
+    if placement == "lattice":
+        centres = torch.cat((mosaics.hexagonal_lattice(n_on, patch_size),
+                             mosaics.hexagonal_lattice(n_neurons - n_on, patch_size, (0.5, 0.5 / math.sqrt(3)))))
+    elif placement == "scattered":
+        g = torch.Generator().manual_seed(seed)
+        radius = (patch_size / 2 - 0.5) * torch.rand(n_neurons, generator=g, dtype=torch.float64).sqrt()
+        angle = 2 * math.pi * torch.rand(n_neurons, generator=g, dtype=torch.float64)
+        centres = (patch_size - 1) / 2 + torch.stack((radius * torch.sin(angle), radius * torch.cos(angle)), 1)
+    else:
+        raise ValueError(f"placement={placement!r} is unknown; allowed: 'lattice', 'scattered'")
+    sign = torch.cat((torch.ones(n_on), -torch.ones(n_neurons - n_on))).double()[:, None]
+    channels = shape.centre_amplitude.shape[1]
+    w = dog.dog_fields(centres, shape.centre_widths.expand(n_neurons, channels),
+                       shape.surround_widths.expand(n_neurons, channels), sign * shape.centre_amplitude,
+                       sign * shape.surround_amplitude, patch_size)
+    return w / w.norm(dim=1, keepdim=True)
+
+
 def build_encoder(config: TrainConfig, device, input_covariance: torch.Tensor | None = None) -> Encoder:
     """The encoder of `config`; with ``filter_init="pca"`` its filters start as the top principal
     components of `input_covariance` (each at the norm the random filter had, sign fixed so
-    that its largest entry is positive)."""
+    that its largest entry is positive), with ``"lattice"`` or ``"scattered"`` as
+    `centre_surround_filters` (each at the norm the random filter had)."""
     encoder = _new_encoder(config, device)
+    if config.filter_init in ("lattice", "scattered"):
+        if input_covariance is None:
+            raise ValueError(f"filter_init={config.filter_init!r} needs the input covariance")
+        if config.n_neurons > config.dim:
+            raise ValueError(f"filter_init={config.filter_init!r} needs n_neurons <= dim; got "
+                             f"n_neurons={config.n_neurons}, dim={config.dim}")
+        fields = centre_surround_filters(input_covariance, config.n_neurons, config.patch_size, config.filter_init,
+                                         config.seed)
+        with torch.no_grad():
+            norms = encoder.weights.norm(dim=1, keepdim=True)
+            encoder.weights.copy_((fields * norms.double().cpu()).to(encoder.weights))
     if config.filter_init == "pca":
         if input_covariance is None:
             raise ValueError('filter_init="pca" needs the input covariance')
@@ -53,7 +106,8 @@ def _new_encoder(config: TrainConfig, device) -> Encoder:
                   output_noise=config.output_noise, gain_at=config.gain_at, renormalize=config.renormalize,
                   device=device, dtype=config.torch_dtype)
     if config.encoder == "softplus":
-        return SoftplusEncoder(softplus_beta=config.softplus_beta, **common)
+        return SoftplusEncoder(softplus_beta=config.softplus_beta, filter_shape=config.filter_shape,
+                               patch_size=config.patch_size, **common)
     return SoftLIFEncoder(alpha=config.alpha, v_th=config.v_th, sharpness=config.sharpness,
                           weight_scale=config.weight_scale, initial_rate=config.initial_rate,
                           learn_threshold=config.learn_threshold, **common)
@@ -85,7 +139,9 @@ def build_method(config: TrainConfig, encoder: Encoder) -> ConstraintMethod:
     info_params, rate_params = parameter_sets(config, encoder)
     common = dict(r0=config.r0, lr=config.lr, fr_lr=config.fr_lr, rate_weight=config.rate_weight,
                   optimizer=config.optimizer, fr_scope=config.fr_scope, clip_grad_norm=config.clip_grad_norm,
-                  project=encoder.project_, n_neurons=config.n_neurons)
+                  project=encoder.project_, n_neurons=config.n_neurons,
+                  lr_factors={p: config.nonlinearity_lr / config.lr for p in encoder.parameter_groups()["nonlinearity"]}
+                  if config.nonlinearity_lr is not None else None)
     options = {
         "lagrange": dict(rho=config.rho, multiplier_lr=config.multiplier_lr, multiplier_init=config.multiplier_init),
         "two_losses": dict(weights_see_rate_loss=config.weights_see_rate_loss, shared=config.info_moves == "all"),

@@ -2,9 +2,13 @@
 
 `TrainConfig()` is the project's own model (the soft-LIF encoder, the population-mean
 Lagrange constraint with its own dual step, Adam); `deck_config(steps)` is the deck's
-`train.py` (dcb198e) defaults, with the milestones of its schedule (plateau decay,
+`train.py` (dcb198e) defaults, with the milestones of its schedule (plateau decay, the
 jitter and centring window) at the same fractions of the run's length as in the deck's
-one-million-step runs. A bad field raises ValueError naming it and what is allowed.
+one-million-step runs and the deck's 5,000 steps between two jitters; `recipe_config(steps)`
+is the deck's model and objective trained to centre-surround fields in a few thousand steps
+(issue 23: a start in closed form, the gain at the clean patch, a cosine decay). A run can
+start from where another ends (`start`). A bad field raises ValueError naming it and what is
+allowed.
 """
 from __future__ import annotations
 
@@ -16,14 +20,14 @@ import torch
 
 from ..coding import ENCODERS
 from ..coding.data import CENTERING, MASKS
-from ..coding.encoder import GAIN_AT
+from ..coding.encoder import FILTER_SHAPES, GAIN_AT
 from ..coding.info import NATS_PER_BIT
 from ..constraints import FR_SCOPES, METHODS, OPTIMIZERS
 from ..constraints.lagrange import MULTIPLIER_INITS
 from ..device import check_device_name
 
 LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
-FILTER_INITS = ("random", "pca")
+FILTER_INITS = ("random", "pca", "lattice", "scattered")
 UNITS = ("nats", "bits")
 FR_PARAMS = ("all", "nonlinearity")
 INFO_MOVES = ("filters", "all")
@@ -43,7 +47,10 @@ class TrainConfig:
     output_noise: float = 0.02       # s_out, rate units (spikes per step for soft_lif)
     gain_at: str = "clean"           # where G and the constrained rate are evaluated: "clean" or "noisy" (the deck)
     renormalize: bool = False        # filters back to unit norm after every step (the deck)
-    filter_init: str = "random"      # "random" (each encoder's own) or "pca": the top principal components of C_x
+    filter_init: str = "random"      # "random" (each encoder's own), "pca" (C_x's top principal components),
+    #                                  "lattice" (closed form: ON and OFF centre-surround mosaics, lifcore.train.build)
+    #                                  or "scattered" (the same fields at random centres)
+    filter_shape: str = "pixels"     # softplus: "pixels" (free) or "dog" (the deck's difference-of-Gaussians parameters)
     alpha: float = 0.9               # soft_lif: membrane decay per step
     v_th: float = 1.0                # soft_lif: initial threshold
     sharpness: float = 10.0          # soft_lif: of the soft f-I curve
@@ -68,6 +75,7 @@ class TrainConfig:
     steps: int = 200
     batch_size: int = 32
     lr: float = 5e-4
+    nonlinearity_lr: float | None = None  # the objective step's rate for the nonlinearity's parameters; None: lr
     optimizer: str = "adam"
     lr_schedule: str = "constant"    # constant, exponential, cosine (to lr * lr_final_factor), plateau (the deck)
     lr_final_factor: float = 0.01
@@ -103,14 +111,20 @@ class TrainConfig:
     record_around_steps: int = 0     # the objective around each step's parts, for this many last steps (0: none)
     device: str = "cpu"
     dtype: str = "float32"
+    # where the run begins: None (the encoder's initialisation, `filter_init`) or another run's config, whose
+    # trained encoder (filters, gain, threshold) this run starts from; its method's state starts afresh
+    start: "TrainConfig | None" = None
 
     def __post_init__(self):
         if isinstance(self.images, list):  # YAML has lists, not tuples
             object.__setattr__(self, "images", tuple(self.images))
+        if isinstance(self.start, dict):  # from asdict, JSON or YAML
+            object.__setattr__(self, "start", TrainConfig(**coerce_fields(self.start)))
         choices = {"encoder": tuple(ENCODERS), "method": tuple(METHODS), "fr_scope": FR_SCOPES,
                    "optimizer": tuple(OPTIMIZERS), "lr_schedule": LR_SCHEDULES, "centering": CENTERING, "mask": MASKS,
                    "dtype": tuple(DTYPES), "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
-                   "fr_params": FR_PARAMS, "info_moves": INFO_MOVES, "filter_init": FILTER_INITS}
+                   "fr_params": FR_PARAMS, "info_moves": INFO_MOVES, "filter_init": FILTER_INITS,
+                   "filter_shape": FILTER_SHAPES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
@@ -131,7 +145,7 @@ class TrainConfig:
             if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
                     or value < 0 or (value == 0 and name in positive)):
                 raise ValueError(f"{name}={value!r} must be a finite number {'> 0' if name in positive else '>= 0'}")
-        for name in ("fr_lr", "multiplier_lr"):
+        for name in ("fr_lr", "multiplier_lr", "nonlinearity_lr"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0 (or None)")
@@ -146,6 +160,26 @@ class TrainConfig:
             raise ValueError("method='gamma' sets a multiplicative gain: it needs encoder='softplus'")
         if self.jitter_every and self.jitter_stop < self.jitter_start:
             raise ValueError(f"jitter_stop={self.jitter_stop} must be >= jitter_start={self.jitter_start}")
+        if self.filter_shape == "dog":
+            if self.encoder != "softplus":
+                raise ValueError("filter_shape='dog' is the deck's parametrisation of its softplus encoder: it needs "
+                                 "encoder='softplus'")
+            clash = {"jitter_every": self.jitter_every, "filter_init": self.filter_init != "random"}
+            if any(clash.values()):
+                raise ValueError("filter_shape='dog' draws every filter from its DoG parameters: it takes no "
+                                 + " and no ".join(k for k, v in clash.items() if v)
+                                 + " (jitter and the filter starts act on free pixels)")
+        if self.start is not None:
+            if not isinstance(self.start, TrainConfig):
+                raise ValueError(f"start={self.start!r} must be a TrainConfig (the run to start from) or None")
+            differ = [f"{name}={getattr(self.start, name)!r} there, {getattr(self, name)!r} here"
+                      for name in ("encoder", "n_neurons", "patch_size", "filter_shape")
+                      if getattr(self.start, name) != getattr(self, name)]
+            if differ:
+                raise ValueError("start: a run starts from an encoder of its own shape; " + "; ".join(differ))
+            if self.filter_init != "random":
+                raise ValueError(f"filter_init={self.filter_init!r} and start: a run that starts from another run's end "
+                                 "takes its filters from there")
         if not isinstance(self.images, tuple):
             raise ValueError(f"images={self.images!r} must be a tuple of image names or paths (or a folder in a 1-tuple)")
         # C_x is estimated from cov_batches x batch_size patches drawn from n_patches: fewer than D + 1 of
@@ -204,6 +238,8 @@ def coerce_fields(fields: dict) -> dict:
             value = int(value)
         elif isinstance(value, list) and kind == "tuple":
             value = tuple(value)
+        elif isinstance(value, dict) and name == "start":
+            value = TrainConfig(**coerce_fields(value))
         out[name] = value
     return out
 
@@ -220,8 +256,11 @@ def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
     threshold 1e-4) after iteration 10,000; jitter (power 0.25) every 5,000 iterations and
     centring (weight 0.02) from 300,000 to 500,000. The milestones scale with
     ``steps / 1,000,000`` (the deck's runs as its figures show them; its `train.py` default
-    is 3,000,000); the plateau's patience and cooldown do not: they count noisy losses, not
-    a fraction of training. (The deck's loss is negative, and PyTorch's relative threshold
+    is 3,000,000); the steps between two jitters do not (each jitter leaves the filters the
+    deck's 5,000 steps to recover: a run of 20,000 steps jitters once, at step 6,000, where
+    scaling the interval too would jitter 40 times, every 100 steps, compounding
+    ``W |W|^0.25`` into single pixels), nor do the plateau's patience and cooldown: they count
+    noisy losses, not a fraction of training. (The deck's loss is negative, and PyTorch's relative threshold
     ``loss < best (1 - 1e-4)`` then accepts a loss slightly *worse* than the best as an
     improvement: on a noisy loss about every other step resets the count, and 500 bad
     steps in a row practically never happen.) Logging as the deck at its length (scalars every 10 iterations, images and
@@ -241,7 +280,7 @@ def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
         multiplier_lr=None, multiplier_init="uniform", rho=1.0, weights_see_rate_loss=True, homeostatic_ema=0.001,
         steps=steps, batch_size=128, lr=0.01, optimizer="sgd", lr_schedule="plateau", plateau_start=at(10_000, 0),
         plateau_patience=500, plateau_cooldown=10, plateau_factor=0.5, plateau_threshold=1e-4,
-        clip_grad_norm=20.0, jitter_start=at(300_000), jitter_stop=at(500_000), jitter_every=at(5_000),
+        clip_grad_norm=20.0, jitter_start=at(300_000), jitter_stop=at(500_000), jitter_every=5_000,
         jitter_power=0.25, centering_weight=0.02, centering_start=at(300_000), centering_stop=at(500_000),
         units="bits", patch_size=18, centering="image", mask="circular", n_patches=100_000, cov_batches=782,
         eval_size=128, log_every=max(1, min(10, steps // 200)), histogram_every=max(1, min(1_000, steps // 20)),
@@ -251,3 +290,31 @@ def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
         raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
                          f"allowed: {', '.join(f.name for f in dataclasses.fields(TrainConfig))}")
     return TrainConfig(**(deck | overrides))
+
+
+RECIPE = dict(filter_init="lattice", gain_at="clean", optimizer="sgd", lr=0.01, nonlinearity_lr=0.1,
+              lr_schedule="cosine", lr_final_factor=0.01, multiplier_lr=0.1, jitter_every=0, centering_weight=0.0)
+
+
+def recipe_config(steps: int = 2_000, **overrides) -> TrainConfig:
+    """The deck's model and objective (`deck_config`: softplus encoder, unit-norm filters, every neuron's
+    rate held at 1 by the augmented Lagrangian, the information in bits, SGD at lr 0.01, batches of
+    128, the gradient clipped at 20) trained to centre-surround fields in a few thousand steps (issue 23;
+    the chapter "The colour model converges" measures each part), by four changes (`RECIPE`):
+
+    * ``filter_init="lattice"``: the filters start in closed form, as ON and OFF centre-surround mosaics
+      (`lifcore.train.build.centre_surround_filters`) instead of random pixels, whose remains in the directions
+      where patches have little variance decay too slowly to vanish in fewer than millions of steps;
+    * ``gain_at="clean"``: G (and the held rate) at the patch itself, not at one draw of the input
+      noise per patch: the noise draw enters the filters' gradient as white noise, which SGD leaves in
+      them as speckle (the deck's objective, judged on held-out patches at its own noisy gain, ends
+      higher trained this way);
+    * the nonlinearity's gain and threshold at ten times the filters' learning rate (``nonlinearity_lr``
+      0.1), and the multipliers by their own dual step (``multiplier_lr`` 0.1, from the deck's U(0, 1)):
+      the rates settle in hundreds of steps instead of tens of thousands;
+    * a cosine decay of every learning rate to 1 % of it at the last step, no jitter, no centring.
+    """
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}")
+    return deck_config(steps, **(RECIPE | overrides))

@@ -14,6 +14,9 @@ same run:
   checkpoint that stays;
 * a run is trained by one process at a time (`RunStore.claim`): a second one asking for it
   waits and loads the first one's result;
+* a run with a `start` begins from that run's trained encoder (trained first, or loaded, into the
+  same cache), only when it trains from step 0: a finished run, or one resumed from its own
+  checkpoint, needs nothing from its start;
 * the history also goes to TensorBoard event files beside the cache entry (`lifcore.train.events`).
 """
 from __future__ import annotations
@@ -56,6 +59,28 @@ class Run:
         entries = self.history.get(tag, [])
         return [s for s, _ in entries], [v for _, v in entries]
 
+    @torch.no_grad()
+    def held_out(self, count: int = 1024, gain_at: str | None = None, seed: int = 0, batch: int = 256) -> dict:
+        """The trained model on the first `count` held-out patches (images the training never saw): the
+        information ``I`` (nats per patch, mean) and each neuron's mean ``rates`` ``[N]``, with G and the
+        rates at the run's own operating point or at `gain_at` ("clean": the patch, "noisy": one draw of
+        the input noise per patch, from `seed`)."""
+        gain_at = gain_at or self.config.gain_at
+        if gain_at not in ("clean", "noisy"):
+            raise ValueError(f"gain_at={gain_at!r} is unknown; allowed: 'clean', 'noisy'")
+        model = self.model
+        x = self.data.test[:count].to(model.weights)
+        if gain_at == "noisy":
+            noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
+            x = x + model.input_noise * noise.to(x.device)
+        cov = self.input_covariance.to(model.weights)
+        information, rates = [], []
+        for part in x.split(batch):
+            out = model.evaluate(part, cov)
+            information.append(out["MI"])
+            rates.append(out["rate"])
+        return {"I": torch.cat(information).mean().item(), "rates": torch.cat(rates).mean(0).cpu()}
+
 
 def _finite(*tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
@@ -93,7 +118,12 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
         with parts.store.claim(wait, say=tqdm.write if progress else None):
             finished = parts.store.result(device)  # another process may have trained it while this one waited
             if finished is None:
-                return _steps(parts, checkpoint_every, progress, writer, callback, tensorboard)
+                def begin() -> None:  # from step 0: where `start` ends
+                    if config.start is not None:
+                        first = train(config.start, cache_dir, checkpoint_every, progress, tensorboard=tensorboard, wait=wait)
+                        encoder.load_state_dict(first.model.state_dict())
+
+                return _steps(parts, checkpoint_every, progress, writer, callback, tensorboard, begin)
     encoder.load_state_dict(finished["model"])
     method.load_state_dict(finished["method"])
     return Run(config, encoder, finished["history"], input_covariance, data, parts.store.path)
@@ -113,13 +143,15 @@ class _Parts:
     device: torch.device
 
 
-def _steps(parts: _Parts, checkpoint_every, progress, writer, callback, tensorboard) -> Run:
-    """The training steps of a claimed run, from its last checkpoint (or step 0) to the end."""
+def _steps(parts: _Parts, checkpoint_every, progress, writer, callback, tensorboard, begin: Callable[[], None]) -> Run:
+    """The training steps of a claimed run, from its last checkpoint (or from step 0, after `begin`) to the end."""
     config, store = parts.config, parts.store
     noise = torch.Generator().manual_seed(config.seed + 1)
     history: dict[str, list] = {}
     state = store.checkpoint(parts.device)
     start = state["step"] if state is not None else 0
+    if state is None:
+        begin()
     events = store.event_log(config.patch_size, start) if tensorboard and writer is None else None
     recorder = Recorder(config, parts.encoder, parts.method, parts.data, parts.input_covariance, history,
                         writer if writer is not None else events)

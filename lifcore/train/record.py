@@ -28,7 +28,8 @@ over the batch), ``histogram/lambda`` (multipliers), ``histogram/gain`` and ``hi
 
 Every `matrices_every` steps and at the last: ``kernels`` (W), ``W_grad/info`` (gradient of
 the objective), ``W_grad/rate`` (of the constraint's term, zero where the method's step does
-not apply it to W), ``W_grad`` (their sum, the deck's tag before its clipping), ``WCxW``
+not apply it to W), ``W_grad`` (their sum, the deck's tag before its clipping; the three only
+for free-pixel filters, as the deck logged them), ``WCxW``
 (``W (C_x + s_in^2 I) W^T``, as the deck's code computed it), and ``MI_numerator`` and
 ``MI_denominator``: batch means on each training step's own batch, averaged over the last
 `matrices_window` steps, as the deck's were over the last 1,000.
@@ -159,18 +160,19 @@ class Recorder:
     def matrices(self, done: int) -> None:
         encoder, weights = self.encoder, self.encoder.weights
         out = encoder.evaluate(self.eval_point, self.cov)
-        objective = -out["MI"].mean() * self.config.units_per_nat
-        (grad_info,) = torch.autograd.grad(objective, weights, retain_graph=True)
-        error = rate_error(out["rate"].mean(0), self.method.r0, self.method.fr_scope, out["rate"])
-        term = self.method.constraint_term(error)
-        grad_rate = torch.zeros_like(grad_info)
-        if term is not None and self.method.rate_moves(weights):
-            (grad,) = torch.autograd.grad(term, weights, allow_unused=True)
-            grad_rate = grad if grad is not None else grad_rate
         self.log("kernels", done, weights.detach().cpu().clone())
-        self.log("W_grad/info", done, grad_info.detach().cpu())
-        self.log("W_grad/rate", done, grad_rate.detach().cpu())
-        self.log("W_grad", done, (grad_info + grad_rate).detach().cpu())
+        if encoder.filter_shape == "pixels":  # the deck logs W_grad only for free pixels, as here
+            objective = -out["MI"].mean() * self.config.units_per_nat
+            (grad_info,) = torch.autograd.grad(objective, weights, retain_graph=True)
+            error = rate_error(out["rate"].mean(0), self.method.r0, self.method.fr_scope, out["rate"])
+            term = self.method.constraint_term(error)
+            grad_rate = torch.zeros_like(grad_info)
+            if term is not None and self.method.rate_moves(weights):
+                (grad,) = torch.autograd.grad(term, weights, allow_unused=True)
+                grad_rate = grad if grad is not None else grad_rate
+            self.log("W_grad/info", done, grad_info.detach().cpu())
+            self.log("W_grad/rate", done, grad_rate.detach().cpu())
+            self.log("W_grad", done, (grad_info + grad_rate).detach().cpu())
         current = encoder.mean_covariances(out["gain"], out["signal"], out["wwt"])
         self.log("WCxW", done, current["WCxW"].cpu())
         if self.sums is not None:  # the training batches' own, averaged over the window

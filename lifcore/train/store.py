@@ -1,12 +1,16 @@
 """The run cache: one folder per run, ``<cache_dir>/<key>/``.
 
-* The key hashes every field of the config and the source of the code whose numbers the
-  run is made of: the modules `lifcore.train.loop` imports, followed through their own
-  imports inside `lifcore` (read from the source, not from what happens to be imported),
-  minus this module and `lifcore.train.record`, whose edits change no trained number. So
-  a change of the model, the methods, the data or the loop never loads a result the old
-  code computed, and an edit of logging or storage retrains nothing. What the history
-  holds is versioned by `record.HISTORY_FORMAT`, also in the key.
+* The key hashes what determines the run's numbers, and only that: every field of the config
+  but `images` and `start`; the images it reads, as resolved paths (or scikit-image's names)
+  with a digest of each file's contents (`image_digests`), so that a changed image trains a new
+  run and a relative path names the files it resolves to; the key of its `start` run; and the
+  code of the modules `lifcore.train.loop` imports, followed through their own imports inside
+  `lifcore` (read from the source, not from what happens to be imported), minus this module
+  and `lifcore.train.record`, whose edits change no trained number. The code is hashed as its
+  syntax tree without docstrings (comments are not in it): an edit of a docstring, a comment or
+  the layout retrains nothing; a change of the model, the methods, the data or the loop never
+  loads a result the old code computed. What the history holds is versioned by
+  `record.HISTORY_FORMAT`, also in the key.
 * ``checkpoint.pt`` (every `checkpoint_every` steps) and ``result.pt`` (at the end) are
   written to a temporary file of a unique name and renamed into place, so a killed run
   leaves the previous file, never half a file, and two writers never share a temporary.
@@ -81,9 +85,20 @@ def _imports(name: str, path: Path) -> set[str]:
     return found
 
 
+def _code_without_docstrings(path: Path) -> bytes:
+    """A module's syntax tree without its docstrings (module, class and function), as text."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 @lru_cache(maxsize=1)
 def code_digest() -> bytes:
-    """sha256 over the source of every module the training loop's numbers depend on."""
+    """sha256 over the code (without docstrings) of every module the training loop's numbers depend on."""
     seen, stack = set(), ["lifcore.train.loop"]
     while stack:
         name = stack.pop()
@@ -96,14 +111,45 @@ def code_digest() -> bytes:
         stack.extend(_imports(name, path))
     digest = hashlib.sha256()
     for name in sorted(seen):
-        digest.update(name.encode() + b"\0" + _module_file(name).read_bytes())
+        digest.update(name.encode() + b"\0" + _code_without_docstrings(_module_file(name)))
     return digest.digest()
+
+
+@lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file's contents (cached while its size and modification time stay)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_digests(images) -> dict[str, list]:
+    """The images a run reads (`lifcore.coding.data.resolve_images`): ``{"train": [...], "held_out": [...]}``,
+    each entry ``[resolved path, sha256 of its contents]`` for a file, ``[name]`` for one of
+    scikit-image's photographs (they come with the pinned package)."""
+    from ..coding.data import resolve_images
+
+    def entry(name: str) -> list:
+        path = Path(name)
+        if path.is_file():
+            stat = path.stat()
+            return [name, _file_digest(name, stat.st_size, stat.st_mtime_ns)]
+        return [name]
+
+    train, held_out = resolve_images(images)
+    return {"train": [entry(n) for n in train], "held_out": [entry(n) for n in held_out]}
 
 
 def run_key(config) -> str:
     from .record import HISTORY_FORMAT
 
-    digest = hashlib.sha256(json.dumps(config.asdict(), sort_keys=True).encode())
+    fields = config.asdict()
+    fields.pop("images")
+    fields["start"] = config.start.key() if config.start is not None else None
+    fields["image_digests"] = image_digests(config.images)
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     digest.update(code_digest())
     digest.update(f"history format {HISTORY_FORMAT}".encode())
     return digest.hexdigest()[:16]
@@ -216,7 +262,8 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
         config_file = self.path / "config.json"
         if not config_file.exists():
-            config_file.write_text(json.dumps(self.config.asdict(), indent=1, sort_keys=True))
+            described = self.config.asdict() | {"image_digests": image_digests(self.config.images)}
+            config_file.write_text(json.dumps(described, indent=1, sort_keys=True))
 
     def check_writable(self) -> None:
         """Raise `CacheWriteError` naming the folder now if the run could not be saved later."""

@@ -6,7 +6,10 @@
                    slurm=dict(slurm_partition="gpu", timeout_min=4320, gpus_per_node=1, mem_gb=32))
 
 A run already finished in the cache is not submitted; each other run is one job that calls
-`train` into the cache, so that a notebook (or `make book`) afterwards loads it. The cache's
+`train` into the cache, so that a notebook (or `make book`) afterwards loads it. A run that
+starts from another (`TrainConfig.start`) is submitted once that one is finished (its start is
+trained as a job of its own, first, also when only the runs that start from it are asked for),
+so that no job waits on a lock while another trains its start. The cache's
 lock makes a job that meets the same run in training elsewhere wait for it instead of
 training it twice. A job that times out or is preempted is requeued by submitit
 (`TrainJob.checkpoint`) and resumes from the run's last checkpoint. The report says, per run,
@@ -82,10 +85,17 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
     reports = {name: RunReport(name, config.key(), "done") for name, config in configs.items()
                if finished(config, cache_dir)}
     todo, keys = {}, set()
-    for name, config in configs.items():
-        if name not in reports and config.key() not in keys:  # two names for one config: one job
+
+    def add(name, config):
+        if config.start is not None and not finished(config.start, cache_dir):
+            add(f"start of {name}", config.start)  # its start first (named after it, unless asked for by name)
+        if not finished(config, cache_dir) and config.key() not in keys:  # two names for one config: one job
             todo[name] = config
             keys.add(config.key())
+
+    for name, config in configs.items():
+        if name not in reports:
+            add(name, config)
     say(f"[sweep] {len(reports)} of {len(configs)} runs already finished in {cache_dir}; {len(todo)} to train "
         f"({executor} executor)")
     if not todo:
@@ -100,12 +110,30 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
         runner.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 7 * 24 * 60))
     queue, jobs = list(todo.items()), {}
 
-    def submit(name, config):
+    job_of_key = {}
+
+    def next_ready():
+        """The first queued run whose start is finished (or that has none), or, on SLURM, submitted (the run
+        then waits for it there: ``--dependency=afterok``); None when all wait."""
+        for k, (name, config) in enumerate(queue):
+            if config.start is None or finished(config.start, cache_dir):
+                return (*queue.pop(k), None)
+            if executor == "slurm" and config.start.key() in job_of_key:
+                return (*queue.pop(k), job_of_key[config.start.key()])
+        return None
+
+    def submit(name, config, after=None):
         previous = {k: os.environ.get(k) for k in LOCAL_JOB_ENV}
         if executor == "local":
             os.environ.update(LOCAL_JOB_ENV)  # the job process inherits this environment
+        else:
+            extra = dict((slurm or {}).get("slurm_additional_parameters") or {})
+            if after is not None:
+                extra["dependency"] = f"afterok:{after.job_id}"
+            runner.update_parameters(slurm_additional_parameters=extra)
         try:
             jobs[name] = runner.submit(TrainJob(), config.asdict(), str(cache_dir), checkpoint_every)
+            job_of_key[config.key()] = jobs[name]
         finally:
             for k, v in previous.items():
                 if v is None:
@@ -114,14 +142,25 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
                     os.environ[k] = v
         say(f"[sweep] {name}: job {jobs[name].job_id}, log {jobs[name].paths.stderr}")
 
-    while queue and (executor == "slurm" or sum(not j.done() for j in jobs.values()) < parallel):
-        submit(*queue.pop(0))
+    def fill() -> None:
+        while queue and (executor == "slurm" or sum(not j.done() for j in jobs.values()) < parallel):
+            ready = next_ready()
+            if ready is None:
+                if all(j.done() for j in jobs.values()):  # nothing running can finish a start: it failed
+                    for name, config in queue:
+                        reports[name] = RunReport(name, config.key(), "failed", error="its start run failed")
+                    queue.clear()
+                return
+            submit(*ready)
+
+    fill()
     while wait and (queue or not all(j.done() for j in jobs.values())):
         time.sleep(poll_seconds)
-        while queue and sum(not j.done() for j in jobs.values()) < parallel:
-            submit(*queue.pop(0))
+        fill()
     for name, job in jobs.items():
         config = todo[name]
+        if name in reports:
+            continue
         if not job.done():
             reports[name] = RunReport(name, config.key(), "running" if job.state == "RUNNING" else "queued",
                                       str(job.paths.stderr))
@@ -129,8 +168,8 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
             reports[name] = RunReport(name, config.key(), "failed", str(job.paths.stderr), _last_error(job.paths.stderr))
         else:
             reports[name] = RunReport(name, config.key(), "done")
-    for name in queue:  # wait=False with more runs than `parallel` local slots
-        reports[name] = RunReport(name, todo[name].key(), "queued")
+    for name, config in queue:  # wait=False with more runs than `parallel` local slots, or starts not yet done
+        reports[name] = RunReport(name, config.key(), "queued")
     return _same_keys(reports, configs)
 
 
