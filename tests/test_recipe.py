@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lifcore.coding import dog, fields, mosaics
-from lifcore.train import RECIPE, TrainConfig, deck_config, recipe_config, train
+from lifcore.train import RECIPE, TrainConfig, deck_config, evaluate, recipe_config, train
 from lifcore.train.build import build_encoder, build_method, centre_surround_filters, whitening_dog
 
 SIZE = dict(patch_size=8, n_neurons=24, batch_size=32, n_patches=4000, cov_batches=40, eval_size=64)
@@ -107,7 +107,7 @@ def test_the_recipe_ends_with_centre_surround_fields_and_more_information_than_t
     labels = fields.kinds(recipe.model.weights, SIZE["patch_size"])
     assert labels.count("noise") == 0 and labels.count("centre-surround") >= 0.6 * len(labels)
     assert fields.kinds(deck.model.weights, SIZE["patch_size"]).count("centre-surround") == 0
-    assert recipe.held_out(512)["I"] > 1.2 * deck.held_out(512)["I"]
+    assert evaluate.held_out(recipe, 512)["I"] > 1.2 * evaluate.held_out(deck, 512)["I"]
     assert RECIPE["gain_at"] == "clean" and recipe.config.jitter_every == 0
 
 

@@ -201,3 +201,25 @@ def test_the_book_sweep_names_every_run_of_the_part_two_chapters():
     assert {c.key() for c in configs.values()} == wanted and len(wanted) >= 20
     cuda = book_sweep.profile_runs(profile, "cuda")  # prepared on a machine without a GPU: named, not resolved
     assert all(c.device == "cuda" for c in cuda.values())
+
+
+def test_a_sweep_trains_a_start_before_the_runs_that_start_from_it(tmp_path):
+    from lifcore.train import deck_config, recipe_config
+    from lifcore.train.sweep import sweep
+
+    size = dict(n_neurons=8, patch_size=3, batch_size=16, n_patches=500, cov_batches=10, eval_size=16, images=())
+    base = recipe_config(8, **size)
+    configs = {name: deck_config(6, method=name, **size, start=base) for name in ("lagrange", "two_losses")}
+    said = []
+    reports = sweep(configs, tmp_path / "runs", executor="local", parallel=2, logs_dir=tmp_path / "sweeps",
+                    poll_seconds=0.3, say=said.append)
+    assert {n: r.state for n, r in reports.items()} == {"lagrange": "done", "two_losses": "done"}, reports
+    jobs = [line for line in said if ": job " in line]
+    assert len(jobs) == 3 and jobs[0].startswith("[sweep] start of lagrange")  # one job for the shared start, first
+    started = {json.loads((tmp_path / "runs" / c.key() / "config.json").read_text())["start"]["steps"] for c in configs.values()}
+    assert started == {8} and (tmp_path / "runs" / base.key() / "result.pt").exists()
+    # each dependent's first kernels are the start's last: it began from the finished start, not from a copy
+    first = train(base, cache_dir=tmp_path / "runs", progress=False)
+    for config in configs.values():
+        run = train(config, cache_dir=tmp_path / "runs", progress=False)
+        assert torch.equal(run.series("kernels")[1][0], first.model.weights.detach())

@@ -59,28 +59,6 @@ class Run:
         entries = self.history.get(tag, [])
         return [s for s, _ in entries], [v for _, v in entries]
 
-    @torch.no_grad()
-    def held_out(self, count: int = 1024, gain_at: str | None = None, seed: int = 0, batch: int = 256) -> dict:
-        """The trained model on the first `count` held-out patches (images the training never saw): the
-        information ``I`` (nats per patch, mean) and each neuron's mean ``rates`` ``[N]``, with G and the
-        rates at the run's own operating point or at `gain_at` ("clean": the patch, "noisy": one draw of
-        the input noise per patch, from `seed`)."""
-        gain_at = gain_at or self.config.gain_at
-        if gain_at not in ("clean", "noisy"):
-            raise ValueError(f"gain_at={gain_at!r} is unknown; allowed: 'clean', 'noisy'")
-        model = self.model
-        x = self.data.test[:count].to(model.weights)
-        if gain_at == "noisy":
-            noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-            x = x + model.input_noise * noise.to(x.device)
-        cov = self.input_covariance.to(model.weights)
-        information, rates = [], []
-        for part in x.split(batch):
-            out = model.evaluate(part, cov)
-            information.append(out["MI"])
-            rates.append(out["rate"])
-        return {"I": torch.cat(information).mean().item(), "rates": torch.cat(rates).mean(0).cpu()}
-
 
 def _finite(*tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
