@@ -81,7 +81,10 @@ def load_profile(name: str) -> dict:
     if not path.exists():
         known = sorted(p.stem for p in PROFILES.glob("*.yaml"))
         raise SystemExit(f"--profile {name!r} does not exist; allowed: {', '.join(known)}, or a path to a .yaml file")
-    profile = yaml.safe_load(path.read_text()) or {}
+    try:
+        profile = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:  # the parser's own account names the line and column
+        raise SystemExit(f"--profile {name!r}: {path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(profile, dict) or not all(isinstance(v, dict) or v is None for v in profile.values()):
         raise SystemExit(f"--profile {name!r}: a profile maps notebook names (and `common`) to dicts of parameters")
     return profile
@@ -356,6 +359,9 @@ def main(argv=None) -> int:
     notebooks = [(ROOT / entry).with_suffix(".ipynb") for entry in toc_files(toc)
                  if (ROOT / entry).with_suffix(".ipynb").exists()]
     stems = [nb.stem for nb in notebooks]
+    if args.only is not None and not args.only:
+        print(f"[book] --only names no notebook: give one or more of {', '.join(stems)} (or leave --only out)", file=sys.stderr)
+        return 2
     unknown = [stem for stem in args.only or [] if stem not in stems]
     if unknown:
         print(f"[book] --only {' '.join(unknown)}: no such notebook in _toc.yml; known: {', '.join(stems)}", file=sys.stderr)

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "notebooks"))
 sys.path.insert(0, str(ROOT / "book"))
 import build  # noqa: E402
 import chapter_runs  # noqa: E402
+from lifcore.device import check_device_name, resolve_device  # noqa: E402
 from lifcore.train import sweep as sweeps  # noqa: E402
 
 
@@ -56,6 +57,13 @@ def main(argv=None) -> int:
 
     profile = build.load_profile(args.profile)
     device = args.device or (profile.get("common") or {}).get("device", "auto")
+    try:
+        check_device_name(device)
+        if args.executor == "local" and not args.status and device != "auto":
+            resolve_device(device)  # local jobs run here: a device this machine lacks would fail every job
+    except ValueError as err:
+        parser.error(f"--device: {err}" + (" (the local executor runs its jobs on this machine; a GPU sweep from a "
+                                           "machine without one needs --executor slurm)" if "does not have" in str(err) else ""))
     configs = profile_runs(profile, device)
     if not configs:
         print(f"[sweep] profile {args.profile!r} gives no chapter a `deck`: nothing to train")
@@ -77,17 +85,16 @@ def main(argv=None) -> int:
 
 
 def _live_state(config, runs: str) -> str:
-    """"training" while a process holds the run's lock (with who), else "not trained"."""
-    from lifcore.train.store import RunLockedError, RunStore
+    """"training" while a process holds the run's lock (with who), else "interrupted" (a checkpoint, no
+    result) or "not trained". Writes nothing and takes no lock: a status query never changes a shared
+    cache, and a read-only one answers too."""
+    from lifcore.train.store import RunStore
 
     store = RunStore(runs, config)
-    if not (store.path / "lock").exists():
-        return "not trained"
-    try:
-        with store.claim(wait=False):
-            return "interrupted" if (store.path / "checkpoint.pt").exists() else "not trained"
-    except RunLockedError:
-        return f"training ({store.holder()})"
+    holder = store.training_holder()
+    if holder is not None:
+        return f"training ({holder})"
+    return "interrupted" if (store.path / "checkpoint.pt").exists() else "not trained"
 
 
 if __name__ == "__main__":

@@ -199,14 +199,46 @@ def compare_logdets(kernel: torch.Tensor, diagonal: torch.Tensor, dtype, repeats
     return rows
 
 
-def batched_lu_check(matrices: torch.Tensor, n_threads: int = 2) -> dict:
-    """``slogdet`` of a batch with `n_threads` torch threads, against float64 Cholesky: the
-    largest relative error, and the lines the LAPACK library printed meanwhile."""
+_LU_CHILD = """
+import sys, torch
+matrices = torch.load(sys.argv[1], weights_only=True)
+torch.set_num_threads(int(sys.argv[2]))
+torch.save(torch.linalg.slogdet(matrices)[1], sys.argv[3])
+"""
+
+
+def batched_lu_check(matrices: torch.Tensor, n_threads: int = 2, timeout: float = 120.0) -> dict:
+    """``slogdet`` of a batch with `n_threads` torch threads, against float64 Cholesky: the largest
+    relative ``error``, the lines the LAPACK library ``printed`` meanwhile, and whether it ``hung``.
+
+    It runs in a child process, killed after `timeout` seconds: with torch 2.13 and more than one
+    MKL thread on AMD CPUs, batched LU returns wrong determinants, and it can also spin for ever
+    (``mkl_lapack_sgetrf`` waiting on a thread team that never comes); a hung check reports
+    ``hung=True`` and an undefined error instead of hanging its caller."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
     reference = 2 * torch.linalg.cholesky(matrices.double()).diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    printed: list[str] = []
-    with native_output(printed), threads(n_threads):
-        value = torch.linalg.slogdet(matrices)[1]
-    return {"error": ((value.double() - reference).abs() / reference.abs()).max().item(), "printed": printed}
+    with tempfile.TemporaryDirectory() as folder:
+        given, answer = os.path.join(folder, "matrices.pt"), os.path.join(folder, "slogdet.pt")
+        torch.save(matrices.detach().cpu().contiguous(), given)
+        env = {**os.environ, "OMP_NUM_THREADS": str(n_threads), "MKL_NUM_THREADS": str(n_threads)}
+        try:
+            done = subprocess.run([sys.executable, "-c", _LU_CHILD, given, str(n_threads), answer], env=env,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as stopped:  # run() has killed the child
+            printed = (stopped.stdout or b"").decode(errors="replace") if isinstance(stopped.stdout, bytes) else (stopped.stdout or "")
+            return {"error": float("nan"), "printed": [line for line in printed.splitlines() if line.strip()],
+                    "hung": True, "timeout": timeout}
+        printed = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        if done.returncode != 0:
+            raise RuntimeError(f"the batched LU check failed in its child process (exit {done.returncode}): "
+                               + " | ".join(printed[-3:]))
+        value = torch.load(answer, weights_only=True)
+    return {"error": ((value.double() - reference).abs() / reference.abs()).max().item(), "printed": printed,
+            "hung": False, "timeout": timeout}
 
 
 @contextmanager

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import memory
+
 CENTER = (1.0, 1.5)
 COUPLING = 0.7  # the off-diagonal of P (the diagonal is 1)
 TARGET_X2 = 3.0
@@ -83,6 +85,9 @@ def run(method: str, x0, steps: int, lr: float = 0.01, fr_lr: float = 0.2, *, mu
         raise ValueError(f"method={method!r} is unknown; allowed: {', '.join(map(repr, METHODS))}")
     _check(steps, every, lr=lr, fr_lr=fr_lr, multiplier_lr=multiplier_lr, rate_weight=rate_weight, rho=rho)
     x, single = _start(x0, dtype)
+    kept_points = 2 if last_only else steps // every + 1
+    memory.require((kept_points + 8) * x.shape[0] * 2 * x.element_size(), f"{x.shape[0]} starts kept at {kept_points} steps",
+                   "the number of starts (grid), steps, or keep fewer (every, last_only)", x.device)
     x1, x2 = x[:, 0].clone(), x[:, 1].clone()
     multiplier = torch.zeros_like(x1)
     kept = [x.clone()]

@@ -28,9 +28,22 @@ class ParameterError(ValueError):
     """A notebook parameter that is unknown or out of range; the message names it."""
 
 
+def _ipython_own(namespace: dict, name: str) -> bool:
+    """Whether `name` in `namespace` is IPython's own object (its `In`, `open`, ...), not a value a user gave:
+    IPython keeps what it put there in ``user_ns_hidden``; outside IPython, a number or a string (what
+    papermill injects: ``-p open 1``) is never IPython's."""
+    if name not in IPYTHON_NAMES:
+        return False
+    shell = namespace.get("get_ipython")
+    hidden = getattr(shell(), "user_ns_hidden", None) if callable(shell) else None
+    if hidden is not None and name in hidden:
+        return namespace[name] is hidden[name]
+    return not isinstance(namespace[name], (bool, int, float, str))
+
+
 def check(namespace: dict, **rules) -> None:
     """Check (and normalise in place) the parameters in `namespace` against `rules` (name -> rule)."""
-    given = {name for name in namespace if not name.startswith("_") and name not in IPYTHON_NAMES}
+    given = {name for name in namespace if not name.startswith("_") and not _ipython_own(namespace, name)}
     unknown = sorted(given - set(rules))
     if unknown:
         raise ParameterError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "

@@ -141,6 +141,7 @@ def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
         "recipe, random start": recipe.replace(filter_init="random"),
         "recipe, gain at the noisy patch": recipe.replace(gain_at="noisy"),
         "recipe, scattered centres": recipe.replace(filter_init="scattered"),
+        "recipe, fields 2.5 times wider at the start": recipe.replace(filter_init_width=2.5),
         "recipe, DoG filters": recipe.replace(filter_shape="dog", filter_init="random", lr=0.1),
     }
 
@@ -176,3 +177,37 @@ def deck_figure(name: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def figure_tiles(path, patch_size: int, gap_level: float = 0.97) -> "torch.Tensor":
+    """The filters of a figure drawn as a grid of grey tiles (the deck's `kernels` image, page 1), read back as
+    achromatic filters ``[N, 3 * patch_size^2]`` for `lifcore.coding.dog.fit`.
+
+    Tiles are the runs of rows and columns between white gaps (more than 80 % of a line above `gap_level`),
+    at least half the typical tile; each is averaged down to ``patch_size x patch_size`` pixels, and its zero
+    is its corners' median (outside the circular mask the deck's filters are zero, drawn mid-grey). A figure
+    holds the picture's grey levels, not the weights: the fit reads shapes and widths from it, not amplitudes."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    grey = plt.imread(str(path))[..., :3].mean(-1)
+
+    def runs(white_share):
+        inside = white_share <= 0.8
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], inside.astype(int), [0]))))
+        spans = list(zip(edges[::2], edges[1::2]))
+        typical = np.median([b - a for a, b in spans]) if spans else 0
+        return [(a, b) for a, b in spans if b - a >= typical / 2]
+
+    white = grey > gap_level
+    tiles = []
+    for top, bottom in runs(white.mean(1)):
+        for left, right in runs(white.mean(0)):
+            tile = torch.as_tensor(grey[top:bottom, left:right], dtype=torch.float64)[None, None]
+            small = torch.nn.functional.interpolate(tile, size=(patch_size, patch_size), mode="area")[0, 0]
+            corners = torch.stack([small[0, 0], small[0, -1], small[-1, 0], small[-1, -1]])
+            tiles.append((small - corners.median())[..., None].expand(patch_size, patch_size, 3).reshape(-1))
+    if not tiles:
+        raise ValueError(f"no tiles found in {path}")
+    return torch.stack(tiles)

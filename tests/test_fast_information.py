@@ -1,5 +1,7 @@
 """The fast information path (issue 13): `lifcore.coding.lapack` and the shared-kernel
 autograd function against the direct formula, in float64, including silent neurons."""
+import math
+
 import pytest
 import torch
 
@@ -131,3 +133,15 @@ def test_cuda_information_equals_cpu():
     cpu = fast(weights, cov, gain, "lapack", 1)
     gpu = fast(weights.cuda(), cov.cuda(), gain.cuda(), "auto")
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-10, atol=1e-10)
+
+
+def test_the_batched_lu_check_stops_a_hung_child_and_reports_it(monkeypatch):
+    from lifcore import timing
+
+    a = torch.randn(4, 6, 6, dtype=torch.float64)
+    matrices = a @ a.transpose(1, 2) + 6 * torch.eye(6, dtype=torch.float64)
+    found = timing.batched_lu_check(matrices, n_threads=1, timeout=60)
+    assert not found["hung"] and found["error"] < 1e-10
+    monkeypatch.setattr(timing, "_LU_CHILD", "import time\nprint('spinning', flush=True)\ntime.sleep(60)")
+    found = timing.batched_lu_check(matrices, n_threads=1, timeout=2)
+    assert found["hung"] and found["timeout"] == 2 and math.isnan(found["error"])

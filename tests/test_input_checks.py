@@ -106,11 +106,12 @@ def test_patch_data_refuses_greyscale_tiny_and_missing_images(tmp_path):
 
 
 def test_patch_sets_that_cannot_fit_in_memory_are_refused_before_cutting(monkeypatch):
+    from lifcore import memory
     from lifcore.coding import data
 
-    monkeypatch.setattr(data, "available_memory", lambda: 2**30)  # 1 GiB free
+    monkeypatch.setattr(memory, "available_memory", lambda: 2**30)  # 1 GiB free
     # 20,000 + 2,000 patches of 3 x 64^2 dimensions: 22,000 x 12,288 x 8 bytes x 3 = 6.0 GiB
-    with pytest.raises(ValueError, match=r"22000 patches of dimension 12288 need about 6.0 GiB to cut, more than the 1.0 GiB"):
+    with pytest.raises(ValueError, match=r"cutting 22000 patches of dimension 12288 needs about 6.0 GiB, more than the 1.0 GiB"):
         data.natural_patches(64, 20_000, 2_000)
 
 

@@ -204,6 +204,8 @@ def error_of(nb):
     ("kl_vs_mi", "{deck: {patch_size: 600}}", "ParameterError: parameter deck: cov_batches x batch_size = 640 patches"),
     ("kl_around_rate_step", "{deck: {lr: 1e3}, runs_dir: null}",
      "RuntimeError: the run 'two_losses x1' diverged, and this chapter cannot go on without it: run"),
+    # TensorBoard on (the chapters' default): the DivergenceError, not the event writer's "The histogram is empty"
+    ("rate_lr_sweep", "{deck: {steps: 20, lr: 1000}, runs_dir: null}", "RuntimeError: the run '"),
 ])
 def test_through_papermill_a_bad_value_stops_the_notebook_with_its_name(stem, yaml_parameters, message, tmp_path):
     yaml_parameters = yaml_parameters.replace("runs_dir: null", f"runs_dir: {tmp_path / 'runs'}")
@@ -218,8 +220,10 @@ def test_through_papermill_yaml_numbers_and_lists_train_and_the_target_rate_page
     runs = tmp_path / "runs"
     result, nb = papermill("kl_vs_mi", f"{{deck: {{lr: 1e-3, steps: 2e1, images: [astronaut, coffee]}}, runs_dir: {runs}}}", tmp_path)
     assert result.returncode == 0, error_of(nb)
-    config = json.loads(next(runs.glob("*/config.json")).read_text())
+    configs = [json.loads(path.read_text()) for path in runs.glob("*/config.json")]
+    config = next(c for c in configs if c["start"] is not None)  # the deck run (its base model has no start)
     assert config["lr"] == 1e-3 and config["steps"] == 20 and config["images"] == ["astronaut", "coffee"]
+    assert config["start"]["images"] == ["astronaut", "coffee"]  # the base model trains on the same images
 
     result, nb = papermill("03_target_rate", "{lr: 1e9, steps: 3, T: 30, n_neurons: 10, batch: 2}", tmp_path)
     assert result.returncode == 0, error_of(nb)

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import memory
+
 # scikit-image's natural colour photographs (shipped with the package, read offline).
 TRAIN_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle")
 HELD_OUT_IMAGES = ("chelsea",)
@@ -101,7 +103,11 @@ def load_image(name: str) -> np.ndarray:
                              f"scikit-image's photographs such as {', '.join(TRAIN_IMAGES + HELD_OUT_IMAGES)})")
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError(f"images: {name!r} is not an image file; allowed suffixes: {', '.join(IMAGE_SUFFIXES)}")
-        image = skimage.io.imread(path)
+        try:
+            image = skimage.io.imread(path)
+        except Exception as err:  # noqa: BLE001 (each image library raises its own kinds; a bad file is one case)
+            raise ValueError(f"images: {name!r} cannot be read as an image: the file is damaged or not the kind its "
+                             f"suffix says ({type(err).__name__})") from None
     elif name in PHOTOGRAPHS + GREYSCALE:
         image = getattr(skimage.data, name)()
     else:
@@ -161,25 +167,11 @@ def sample_patches(images: list[np.ndarray], count: int, size: int, rng: np.rand
     return patches
 
 
-def available_memory() -> int | None:
-    """Bytes of memory the system can still give (MemAvailable), or None where unknown."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def check_memory(count: int, dim: int) -> None:
     """Refuse, before any work, patch sets that cannot fit: cutting holds ``count x dim`` float64
     values about three times over (cut, centred, converted)."""
-    need, have = 3 * 8 * count * dim, available_memory()
-    if have is not None and need > have:
-        raise ValueError(f"{count} patches of dimension {dim} need about {need / 2**30:.1f} GiB to cut, more than the "
-                         f"{have / 2**30:.1f} GiB available: lower the patch size (size, patch_size) or the number of "
-                         "patches (n_train, n_patches)")
+    memory.require(3 * 8 * count * dim, f"cutting {count} patches of dimension {dim}",
+                   "the patch size (size, patch_size) or the number of patches (n_train, n_patches)")
 
 
 @dataclass

@@ -26,6 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import memory
+from ..arguments import integer
 from . import info
 from .kernels import renormalize_
 
@@ -41,6 +43,7 @@ class Encoder(nn.Module):
 
     def __init__(self, input_noise: float, output_noise: float, gain_at: str = "clean", renormalize: bool = False):
         super().__init__()
+        # subclasses call `check_sizes` with their dim, n_neurons, dtype and device before allocating
         for name, value in (("input_noise", input_noise), ("output_noise", output_noise)):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name}={value!r} must be > 0")
@@ -48,6 +51,29 @@ class Encoder(nn.Module):
             raise ValueError(f"gain_at={gain_at!r} is unknown; allowed: {', '.join(map(repr, GAIN_AT))}")
         self.input_noise, self.output_noise = float(input_noise), float(output_noise)
         self.gain_at, self.renormalize = gain_at, bool(renormalize)
+
+    @staticmethod
+    def check_sizes(dim, n_neurons, dtype, device) -> tuple[int, int]:
+        """`dim` and `n_neurons` as positive ints, refused (with the estimate) when the filters and the N x N
+        kernels an evaluation forms (``W C_x W^T``, ``W W^T``, their gradients) cannot fit on `device`."""
+        dim, n_neurons = integer("dim", dim), integer("n_neurons", n_neurons)
+        memory.require((3 * n_neurons * dim + 8 * n_neurons**2) * memory.itemsize(dtype),
+                       f"an encoder of {n_neurons} neurons on {dim} inputs", "n_neurons or the patch size (dim)", device)
+        return dim, n_neurons
+
+    def check_batch(self, x, input_covariance) -> None:
+        """`x` a batch of patches ``[B, D]`` (B >= 1) of the filters' dtype, `input_covariance` ``[D, D]``."""
+        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.dim:
+            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+            hint = " (one patch: x[None])" if torch.is_tensor(x) and x.dim() == 1 and x.shape[0] == self.dim else ""
+            raise ValueError(f"x must be a batch of patches [B, D = {self.dim}]; got {shape}{hint}")
+        if x.shape[0] < 1:
+            raise ValueError(f"x is an empty batch (shape {tuple(x.shape)}): give at least one patch")
+        if not x.is_floating_point():
+            raise ValueError(f"x has dtype {x.dtype}: patches are floating-point numbers (x.to({self.weights.dtype}))")
+        if not torch.is_tensor(input_covariance) or tuple(input_covariance.shape) != (self.dim, self.dim):
+            shape = tuple(input_covariance.shape) if torch.is_tensor(input_covariance) else type(input_covariance).__name__
+            raise ValueError(f"input_covariance must be C_x [D, D] = [{self.dim}, {self.dim}]; got {shape}")
 
     # -- what an implementation defines ---------------------------------------------------
     def current(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,6 +155,7 @@ class Encoder(nn.Module):
         ``W C_x W^T`` and ``W W^T`` are shared by the batch; per sample only a diagonal and two
         Cholesky factorisations remain (`info.gain_scaled_information`).
         """
+        self.check_batch(x, input_covariance)
         weights = self.weights
         u = self.current(x)
         gain = self.gain_of_current(u)
@@ -145,6 +172,8 @@ class Encoder(nn.Module):
         ``W (C_x + s_in^2 I) W^T``, what the deck's code logged under that name (its
         input-noise term included).
         """
+        self.check_batch(x, input_covariance)
+        info.check_covariance(input_covariance, "input_covariance")
         out = self.evaluate(x, input_covariance)
         result = {"MI": out["MI"], "gain": out["gain"]}
         if with_matrices:
@@ -178,6 +207,8 @@ class Encoder(nn.Module):
 
     def kl(self, x: torch.Tensor, input_covariance: torch.Tensor) -> torch.Tensor:
         """Per-sample ``E_r KL(p(x|r) || p(x))`` (nats) through the ``D x D`` posterior covariance."""
+        self.check_batch(x, input_covariance)
+        info.check_covariance(input_covariance, "input_covariance")
         # float64 always: C_x^-1 (condition number ~1e6 for natural patches) is too much for float32
         return info.posterior_kl(self.weights.double(), self.gain(x).double(), input_covariance.double(),
                                  self.input_noise, self.output_noise)

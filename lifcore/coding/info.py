@@ -133,6 +133,25 @@ def response_covariance(weights: torch.Tensor, gain: torch.Tensor, input_covaria
     return gain[:, :, None] * signal * gain[:, None, :] + noise
 
 
+def check_covariance(matrix: torch.Tensor, name: str) -> None:
+    """A covariance as the model needs it: a finite, symmetric, positive-definite float matrix (Cholesky
+    tells the last), or a ValueError naming `name` and what it is instead."""
+    if not torch.is_tensor(matrix) or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or not matrix.shape[0]:
+        shape = tuple(matrix.shape) if torch.is_tensor(matrix) else type(matrix).__name__
+        raise ValueError(f"{name} must be a square matrix [D, D]; got {shape}")
+    if not matrix.is_floating_point():
+        raise ValueError(f"{name} has dtype {matrix.dtype}: a covariance is float32 or float64")
+    if not bool(torch.isfinite(matrix).all()):
+        raise ValueError(f"{name} holds NaN or Inf values")
+    m = matrix.detach().double()
+    scale = m.abs().amax().clamp_min(torch.finfo(torch.float64).tiny)
+    if float((m - m.t()).abs().amax() / scale) > 100 * torch.finfo(matrix.dtype).eps:
+        raise ValueError(f"{name} is not symmetric (largest |C - C^T| / max|C| above 100 eps): a covariance is symmetric")
+    if int(torch.linalg.cholesky_ex(m)[1]) != 0:
+        raise NotPositiveDefiniteError(f"{name} is not positive definite (its Cholesky factorisation fails): a patch "
+                                       "covariance estimated from more patches than dimensions is")
+
+
 def mutual_information(response_cov: torch.Tensor, noise_cov: torch.Tensor, jitter: float | None = None) -> torch.Tensor:
     """``1/2 (logdet Sigma_r - logdet Sigma_n)`` per sample, nats (divide by `NATS_PER_BIT` for bits).
 
@@ -142,6 +161,11 @@ def mutual_information(response_cov: torch.Tensor, noise_cov: torch.Tensor, jitt
         if not torch.is_tensor(m) or m.dim() < 2 or m.shape[-1] != m.shape[-2]:
             raise ValueError(f"{name} must be a square matrix [..., N, N]; got "
                              f"{tuple(m.shape) if torch.is_tensor(m) else type(m).__name__}")
+        if m.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(m.shape)}): give at least one N x N matrix, N >= 1")
+        if m.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"{name} has dtype {m.dtype}: the log-determinants need float32 or float64 "
+                             f"({name}.double())")
         if not bool(torch.isfinite(m).all()):
             raise ValueError(f"{name} holds NaN or Inf values")
         scale = m.detach().abs().amax().clamp_min(torch.finfo(m.dtype).tiny)

@@ -41,9 +41,7 @@ class SoftLIFEncoder(Encoder):
                  weight_scale: float = 0.1, initial_rate: float = 0.05, gain_at: str = "clean",
                  renormalize: bool = False, learn_threshold: bool = False, device="cpu", dtype=torch.float32):
         super().__init__(input_noise, output_noise, gain_at, renormalize)
-        for name, value in (("dim", dim), ("n_neurons", n_neurons)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        dim, n_neurons = self.check_sizes(dim, n_neurons, dtype, resolve_device(device))
         for name, value in (("v_th", v_th), ("sharpness", sharpness)):
             if not value > 0:
                 raise ValueError(f"{name}={value!r} must be > 0")

@@ -39,9 +39,7 @@ class SoftplusEncoder(Encoder):
                  softplus_beta: float = 2.5, gain_at: str = "noisy", renormalize: bool = True, device="cpu",
                  dtype=torch.float32, filter_shape: str = "pixels", patch_size: int | None = None):
         super().__init__(input_noise, output_noise, gain_at, renormalize)
-        for name, value in (("dim", dim), ("n_neurons", n_neurons)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        dim, n_neurons = self.check_sizes(dim, n_neurons, dtype, resolve_device(device))
         if not softplus_beta > 0:
             raise ValueError(f"softplus_beta={softplus_beta!r} must be > 0")
         if filter_shape not in FILTER_SHAPES:

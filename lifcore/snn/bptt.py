@@ -29,7 +29,6 @@ through `lif_step` (float64, 1e-10).
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from .surrogate import Surrogate
 from .workspace import buffer
@@ -91,8 +90,11 @@ class LIFSequence(torch.autograd.Function):
         return z_all, v_all
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_z, grad_v):
+        if torch.is_grad_enabled():  # create_graph=True: a gradient of this gradient was asked for
+            raise RuntimeError("the fused BPTT of LIFNetwork has its backward written by hand and cannot be differentiated "
+                               "again (a double backward, create_graph=True): use LIFNetwork.forward(x, path='autograd'), "
+                               "autograd through the unrolled loop, for higher derivatives")
         x, w_in, v_all, z_all, w_rec_t, w_step, v_th, z0 = ctx.saved_tensors
         alpha, mode = ctx.alpha, ctx.mode
         T, B, n = v_all.shape

@@ -54,6 +54,10 @@ def eprop_gradients(net: LIFNetwork, x: torch.Tensor, loss: SpikeLoss, *, passes
     `passes=2`: the reference, a first run collects the trajectory's statistics, the second
     knows ``L[t]`` at every step. `chunk`: steps summed per product in the one-pass scheme.
     """
+    if not isinstance(loss, SpikeLoss):
+        raise ValueError(f"loss={loss!r} must be one of lifcore's spike losses (RateLoss, RateVarianceLoss, ReadoutLoss, or "
+                         "their SumLoss): e-prop needs a loss's learning signal dE/dz[t], which a plain function does not "
+                         "give; bptt_gradients differentiates any function of the spikes")
     net.check_input(x)
     if passes not in (1, 2):
         raise ValueError(f"passes={passes!r} must be 1 or 2")

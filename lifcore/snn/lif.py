@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .. import memory
+from ..arguments import integer
 from ..device import resolve_device
 from .bptt import lif_sequence
 from .surrogate import Surrogate, get_surrogate, spike
@@ -100,13 +102,14 @@ class LIFNetwork(nn.Module):
                  w_in_scale: float = 1.0, w_rec_scale: float = 1.0, device: str | torch.device | None = "cpu",
                  dtype: torch.dtype = torch.float32):
         super().__init__()
-        for name, value in (("n_in", n_in), ("n_neurons", n_neurons)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} must be a positive integer")
+        n_in, n_neurons = integer("n_in", n_in), integer("n_neurons", n_neurons)
         self.alpha = check_alpha(alpha)
         check_v_th(v_th)
         self.surrogate = get_surrogate(surrogate)
         dev = resolve_device(device)
+        # the weights, their gradients and an optimiser's state: three copies of n (n_in + 2 n) numbers
+        memory.require(3 * n_neurons * (n_in + 2 * n_neurons) * memory.itemsize(dtype),
+                       f"a network of {n_neurons} neurons with {n_in} inputs", "n_neurons or n_in", dev)
         self.n_in, self.n_neurons, self.recurrent = n_in, n_neurons, bool(recurrent)
         factory = dict(device=dev, dtype=dtype)
         self.w_in = nn.Parameter(torch.randn(n_neurons, n_in, **factory) * (w_in_scale / math.sqrt(n_in)))
@@ -139,10 +142,15 @@ class LIFNetwork(nn.Module):
         if x.shape[0] < 1 or x.shape[1] < 1:
             raise ValueError(f"x must have at least one time step and one sample (T, B >= 1); got shape {tuple(x.shape)}")
         if x.dtype != self.w_in.dtype:
+            rebuild = f" or build the network with dtype={x.dtype}" if x.dtype in (torch.float32, torch.float64) else ""
             raise ValueError(f"x has dtype {x.dtype} but the network is {self.w_in.dtype}: convert the input "
-                             f"(x.to({self.w_in.dtype})) or build the network with dtype={x.dtype}")
+                             f"(x.to({self.w_in.dtype})){rebuild}")
         if x.device != self.w_in.device:
             raise ValueError(f"x is on {x.device} but the network is on {self.w_in.device}")
+        steps, batch = x.shape[:2]  # the input current, z, v and what BPTT keeps: four [T, B, n] tensors
+        memory.require(4 * steps * batch * self.n_neurons * x.element_size(),
+                       f"a sequence of T = {steps} steps x B = {batch} samples x {self.n_neurons} neurons",
+                       "T, the batch or n_neurons", x.device)
         # a finite sum means finite entries (NaN and Inf propagate); only an overflowing sum of
         # large finite values needs the elementwise check (7 ms for a [100, 128, 300] input)
         if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
@@ -183,7 +191,10 @@ def simulated_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, steps
     """Spike count / steps of uncoupled LIF neurons of `lifcore.snn.lif` driven by each constant current."""
     alpha = check_alpha(alpha)
     check_v_th(v_th)
+    steps, warmup = integer("steps", steps), integer("warmup", warmup, low=0)
     current = torch.as_tensor(current, dtype=torch.float64).flatten()
+    memory.require(3 * (warmup + steps) * current.numel() * 8, f"simulating {current.numel()} neurons for {warmup + steps} steps",
+                   "steps (fi_steps) or the number of currents (fi_points)")
     drive = current.expand(warmup + steps, 1, current.numel())
     params = LIFParameters(alpha, float(v_th), None, get_surrogate("bellec"))
     with torch.no_grad():

@@ -44,8 +44,9 @@ def whitening_dog(input_covariance: torch.Tensor, n_neurons: int, patch_size: in
 
 
 def centre_surround_filters(input_covariance: torch.Tensor, n_neurons: int, patch_size: int, placement: str,
-                            seed: int = 0) -> torch.Tensor:
-    """Filters in closed form ``[N, D]`` (unit norm, float64): the `whitening_dog` drawn at N centres,
+                            seed: int = 0, width: float = 1.0) -> torch.Tensor:
+    """Filters in closed form ``[N, D]`` (unit norm, float64): the `whitening_dog` (its widths times
+    `width`) drawn at N centres,
     the first half of the neurons ON, the rest OFF (sign reversed: the rectifying nonlinearity's two
     polarities). `placement` "lattice": the centres of two interleaved hexagonal lattices inside the
     circular mask (`lifcore.coding.mosaics.hexagonal_lattice`), ON and OFF mosaics; "scattered":
@@ -64,8 +65,8 @@ def centre_surround_filters(input_covariance: torch.Tensor, n_neurons: int, patc
         raise ValueError(f"placement={placement!r} is unknown; allowed: 'lattice', 'scattered'")
     sign = torch.cat((torch.ones(n_on), -torch.ones(n_neurons - n_on))).double()[:, None]
     channels = shape.centre_amplitude.shape[1]
-    w = dog.dog_fields(centres, shape.centre_widths.expand(n_neurons, channels),
-                       shape.surround_widths.expand(n_neurons, channels), sign * shape.centre_amplitude,
+    w = dog.dog_fields(centres, width * shape.centre_widths.expand(n_neurons, channels),
+                       width * shape.surround_widths.expand(n_neurons, channels), sign * shape.centre_amplitude,
                        sign * shape.surround_amplitude, patch_size)
     return w / w.norm(dim=1, keepdim=True)
 
@@ -83,7 +84,7 @@ def build_encoder(config: TrainConfig, device, input_covariance: torch.Tensor | 
             raise ValueError(f"filter_init={config.filter_init!r} needs n_neurons <= dim; got "
                              f"n_neurons={config.n_neurons}, dim={config.dim}")
         fields = centre_surround_filters(input_covariance, config.n_neurons, config.patch_size, config.filter_init,
-                                         config.seed)
+                                         config.seed, config.filter_init_width)
         with torch.no_grad():
             norms = encoder.weights.norm(dim=1, keepdim=True)
             encoder.weights.copy_((fields * norms.double().cpu()).to(encoder.weights))

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 
+from ..arguments import integer
 from ..coding import ENCODERS
 from ..coding.data import CENTERING, MASKS
 from ..coding.encoder import FILTER_SHAPES, GAIN_AT
@@ -50,6 +52,7 @@ class TrainConfig:
     filter_init: str = "random"      # "random" (each encoder's own), "pca" (C_x's top principal components),
     #                                  "lattice" (closed form: ON and OFF centre-surround mosaics, lifcore.train.build)
     #                                  or "scattered" (the same fields at random centres)
+    filter_init_width: float = 1.0   # lattice, scattered: the closed-form fields' centre and surround widths times this
     filter_shape: str = "pixels"     # softplus: "pixels" (free) or "dog" (the deck's difference-of-Gaussians parameters)
     alpha: float = 0.9               # soft_lif: membrane decay per step
     v_th: float = 1.0                # soft_lif: initial threshold
@@ -133,22 +136,28 @@ class TrainConfig:
         counts = ("matrices_every", "kl_every", "record_around_steps", "plateau_start", "plateau_patience",
                   "plateau_cooldown", "jitter_start",
                   "jitter_stop", "jitter_every", "centering_start", "centering_stop", "seed")
-        for name in positive_ints + counts:
-            value, low = getattr(self, name), 1 if name in positive_ints else 0
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+        for name in positive_ints + counts:  # any integral number (numpy's too), kept as an int
+            object.__setattr__(self, name, integer(name, getattr(self, name), 1 if name in positive_ints else 0))
         positive = ("lr", "rate_weight", "input_noise", "output_noise", "sharpness", "v_th", "weight_scale",
-                    "initial_rate", "softplus_beta", "r0")
+                    "initial_rate", "softplus_beta", "r0", "filter_init_width")
         non_negative = ("rho", "clip_grad_norm", "centering_weight", "jitter_power", "plateau_threshold")
         for name in positive + non_negative:
             value = getattr(self, name)
-            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            if (not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value)
                     or value < 0 or (value == 0 and name in positive)):
                 raise ValueError(f"{name}={value!r} must be a finite number {'> 0' if name in positive else '>= 0'}")
+            object.__setattr__(self, name, float(value) if isinstance(getattr(TrainConfig, name, None), float) else value)
         for name in ("fr_lr", "multiplier_lr", "nonlinearity_lr"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                          and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0 (or None)")
+        largest = torch.finfo(DTYPES[self.dtype]).max if self.dtype in DTYPES else float("inf")
+        for name in ("lr", "fr_lr", "multiplier_lr", "nonlinearity_lr"):  # a step of SGD multiplies by it in dtype
+            value = getattr(self, name)
+            if value is not None and value > largest:
+                raise ValueError(f"{name}={value!r} is larger than {self.dtype}'s largest number ({largest:.1e}): "
+                                 "no optimiser step can be computed with it")
         for name, low, high in (("alpha", 0, 1), ("lr_final_factor", 0, 1 + 1e-12), ("plateau_factor", 0, 1),
                                 ("homeostatic_ema", 0, 1 + 1e-12)):
             value = getattr(self, name)
@@ -268,8 +277,7 @@ def deck_config(steps: int = DECK_REFERENCE_STEPS, **overrides) -> TrainConfig:
     a shorter run keeps at least 50 scalar and 20 image records where it can (a scalar record
     measures two batches: at every second step it would cost a third of the run).
     """
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be a positive integer")
+    steps = integer("steps", steps)
     scale = steps / DECK_REFERENCE_STEPS
 
     def at(iteration: int, low: int = 1) -> int:

@@ -44,15 +44,32 @@ class EventLog:
             self.writer.add_scalar(tag, float(value), step)
         elif tag.startswith("histogram/"):
             values = value.detach().double().cpu().flatten()
-            values = values[torch.isfinite(values)]  # TensorBoard cannot bin NaN or Inf (a diverging run's last record)
+            values = values[torch.isfinite(values)]  # NaN and Inf cannot be binned (a diverging run's last record)
             if values.numel():
-                self.writer.add_histogram(tag, values, step)
-        elif tag in FILTER_IMAGES:
-            self.writer.add_image(tag, tile_image(value, self.patch_size), step, dataformats="HWC")
+                self.add_histogram(tag, step, values.numpy())
+        elif tag in FILTER_IMAGES:  # NaN drawn as zero (a diverging run's last record): a cast of NaN warns on stderr
+            self.writer.add_image(tag, tile_image(torch.nan_to_num(value.detach(), 0.0, 0.0, 0.0), self.patch_size), step,
+                                  dataformats="HWC")
         else:
-            matrix = value.detach().double().cpu()
+            matrix = torch.nan_to_num(value.detach().double().cpu(), 0.0, 0.0, 0.0)
             scale = matrix.abs().max().clamp_min(1e-300)
             self.writer.add_image(tag, (0.5 + 0.5 * matrix / scale).clamp(0, 1), step, dataformats="HW")
+
+    def add_histogram(self, tag: str, step: int, values) -> None:
+        """A histogram of finite `values`, binned here: TensorBoard's own binning raises "The histogram is
+        empty" for finite values it cannot bin (all alike and huge, or spanning +-1e38, as a diverging run
+        gives), which would hide the run's `DivergenceError` behind an error of the writer."""
+        import numpy as np
+
+        low, high = float(values.min()), float(values.max())
+        if not high > low:  # all alike: one bin around them
+            width = max(abs(low) * 1e-6, 1e-12)
+            low, high = low - width, high + width
+        edges = np.linspace(low, high, 31) if np.isfinite(high - low) else np.array([low, 0.0, high])
+        counts, edges = np.histogram(values, bins=edges)
+        with np.errstate(over="ignore"):
+            self.writer.add_histogram_raw(tag, low, high, values.size, float(values.sum()), float(np.dot(values, values)),
+                                          edges[1:].tolist(), counts.tolist(), step)
 
     def flush(self) -> None:
         self.writer.flush()

@@ -21,6 +21,7 @@ same run:
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,7 +37,7 @@ from ..constraints import ConstraintMethod, Evaluation
 from ..device import resolve_device
 from .build import build_encoder, build_method, dataset_for, estimate_input_covariance
 from .config import TrainConfig
-from .record import Recorder
+from .record import NonFiniteRecord, Recorder
 from .schedule import Schedule
 from .store import RunStore
 
@@ -55,8 +56,13 @@ class Run:
     path: Path | None = None
 
     def series(self, tag: str) -> tuple[list[int], list]:
-        """Steps and values of one history tag."""
-        entries = self.history.get(tag, [])
+        """Steps and values of one history tag; a tag the history does not hold (a misspelling, or what this
+        run's method or settings do not record) is a KeyError that lists the tags it holds."""
+        if tag not in self.history:
+            close = [t for t in self.history if t.lower() == tag.lower()]
+            raise KeyError(f"{tag!r} is not in this run's history" + (f" (did you mean {close[0]!r}?)" if close else "")
+                           + f"; its tags: {', '.join(sorted(self.history))}")
+        entries = self.history[tag]
         return [s for s, _ in entries], [v for _, v in entries]
 
 
@@ -90,11 +96,12 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
     schedule = Schedule(config, method.info_optimizer)
     parts = _Parts(config, RunStore(cache_dir, config), data, batches, input_covariance, encoder, method, schedule, device)
 
-    finished = parts.store.result(device)
+    finished = _usable(parts, "result.pt", parts.store.result(device))
     if finished is None:
         parts.store.check_writable()  # before any step: a run that cannot be saved stops now, naming the folder
         with parts.store.claim(wait, say=tqdm.write if progress else None):
-            finished = parts.store.result(device)  # another process may have trained it while this one waited
+            # another process may have trained it while this one waited
+            finished = _usable(parts, "result.pt", parts.store.result(device))
             if finished is None:
                 def begin() -> None:  # from step 0: where `start` ends
                     if config.start is not None:
@@ -105,6 +112,29 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
     encoder.load_state_dict(finished["model"])
     method.load_state_dict(finished["method"])
     return Run(config, encoder, finished["history"], input_covariance, data, parts.store.path)
+
+
+def _usable(parts: "_Parts", name: str, state: dict | None) -> dict | None:
+    """`state` when it fits this run's objects (a dry run of every load on copies), else None, the file
+    moved aside by the store with a warning: a file that loads but was written for another shape (a
+    hand-edited or foreign cache) would otherwise fail every later run with a KeyError or a size mismatch."""
+    if state is None:
+        return None
+    try:
+        copy.deepcopy(parts.encoder).load_state_dict(state["model"])
+        copy.deepcopy(parts.method).load_state_dict(state["method"])
+        if name == "checkpoint.pt":
+            copy.deepcopy(parts.schedule).load_state_dict(state["schedule"])
+            for key in ("sums", "count", "train_seconds"):
+                state["recorder"][key]
+            for key in ("batches", "noise"):
+                torch.Generator().set_state(state[key])
+            int(state["step"])
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as err:
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        parts.store.set_aside(name, f"does not fit this run ({type(err).__name__}: {detail})")
+        return None
+    return state
 
 
 @dataclass
@@ -126,7 +156,7 @@ def _steps(parts: _Parts, checkpoint_every, progress, writer, callback, tensorbo
     config, store = parts.config, parts.store
     noise = torch.Generator().manual_seed(config.seed + 1)
     history: dict[str, list] = {}
-    state = store.checkpoint(parts.device)
+    state = _usable(parts, "checkpoint.pt", store.checkpoint(parts.device))
     start = state["step"] if state is not None else 0
     if state is None:
         begin()
@@ -167,7 +197,7 @@ def _loop(parts: _Parts, noise, recorder, history, start, checkpoint_every, prog
     if start == 0:
         try:
             recorder.measure(0)
-        except NotPositiveDefiniteError as err:  # the initial model already fails: the config, not the training
+        except (NotPositiveDefiniteError, NonFiniteRecord) as err:  # the initial model already fails: the config
             raise diverged(0, str(err).split(";")[0]) from err
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
                desc=f"{config.method} {config.key()[:6]}")
@@ -201,7 +231,7 @@ def _loop(parts: _Parts, noise, recorder, history, start, checkpoint_every, prog
             recorder.after_step(done, record, first_pass)
             if recorder.due(done):
                 recorder.measure(done)
-        except NotPositiveDefiniteError as err:  # a NaN or Inf shows up as a failed Cholesky
+        except (NotPositiveDefiniteError, NonFiniteRecord) as err:  # a NaN or Inf shows up as a failed Cholesky
             bar.close()
             raise diverged(step, str(err).split(";")[0]) from err
         except DivergenceError:

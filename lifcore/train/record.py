@@ -57,6 +57,10 @@ AROUND_STEP_TAGS = {"objective_after_info_step": "info/I_after_info_step",
                     "objective_after_both_steps": "info/I_after_both_steps"}
 
 
+class NonFiniteRecord(ValueError):
+    """A measured value is NaN or Inf: the run diverged between two checks of its parameters."""
+
+
 class Recorder:
     def __init__(self, config, encoder, method, data, input_covariance, history: dict, writer=None):
         self.config, self.encoder, self.method, self.writer = config, encoder, method, writer
@@ -75,6 +79,9 @@ class Recorder:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def log(self, tag: str, step: int, value) -> None:
+        finite = bool(torch.isfinite(value).all()) if torch.is_tensor(value) else math.isfinite(value)
+        if not finite:  # a history never holds NaN or Inf: a page would print it, a writer would choke on it
+            raise NonFiniteRecord(f"{tag} is NaN or Inf at step {step}")
         self.history.setdefault(tag, []).append((step, value))
         if self.writer is None:
             return

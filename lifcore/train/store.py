@@ -193,6 +193,26 @@ def _read_problem(err: Exception) -> str:
     return f"cannot be read: it is not a complete file written by torch.save ({type(err).__name__}: {detail[:160]})"
 
 
+# what each file must hold: lifcore writes nothing else under these names
+REQUIRED = {"result.pt": ("model", "method", "history"),
+            "checkpoint.pt": ("model", "method", "schedule", "recorder", "batches", "noise", "history", "step")}
+
+
+def _state_problem(state, required: tuple) -> str | None:
+    """Why a loaded state cannot be a run's (a phrase that follows its path), or None."""
+    if not isinstance(state, dict):
+        return f"holds a {type(state).__name__}, not a run's state (a dict with {', '.join(required)})"
+    missing = [key for key in required if key not in state]
+    if missing:
+        return f"lacks {', '.join(missing)} (a run's state holds {', '.join(required)})"
+    bad = _non_finite(state)
+    if bad is not None:
+        return f"holds NaN or Inf values in {bad}"
+    if state.get("code", code_digest().hex()) != code_digest().hex():
+        return "was written by another version of the training code (its `code` stamp differs)"
+    return None
+
+
 def _non_finite(state) -> str | None:
     """The first parameter or optimiser tensor that holds NaN or Inf, by name, or None."""
     for part in ("model", "method"):
@@ -233,12 +253,16 @@ class RunStore:
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
             problem = _read_problem(err)
         else:
-            bad = _non_finite(state) if isinstance(state, dict) else "its contents (not a dict)"
-            code = state.get("code", code_digest().hex()) if isinstance(state, dict) else None
-            if bad is None and code == code_digest().hex():
+            problem = _state_problem(state, REQUIRED[name])
+            if problem is None:
                 return state
-            problem = (f"holds NaN or Inf values in {bad}" if bad is not None else
-                       "was written by another version of the training code (its `code` stamp differs)")
+        self.set_aside(name, problem)
+        return None
+
+    def set_aside(self, name: str, problem: str) -> None:
+        """Move the unusable file `name` to ``<name>.bad-<time>-<pid>``, with a `CacheWarning` saying why
+        (`problem`, a phrase that follows the file's path); `CacheWriteError` when it cannot be moved."""
+        file = self.path / name
         aside = file.with_name(f"{name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         try:
             file.rename(aside)
@@ -248,8 +272,7 @@ class RunStore:
         what = ("the run is trained again (from its last checkpoint, where one is kept)" if name == "result.pt"
                 else "the run starts again from step 0")
         warnings.warn(f"run cache: {file} {problem}; moved to {aside.name} beside it, and {what}", CacheWarning,
-                      stacklevel=3)
-        return None
+                      stacklevel=4)
 
     def result(self, device) -> dict | None:
         """The finished run's ``{"model", "history", ...}``, or None."""
@@ -308,6 +331,7 @@ class RunStore:
                     say(f"run {self.path.name} is being trained by {self.holder()}: waiting for it")
                     told = True
         try:
+            self._prepare()  # the folder says which run it is from the first moment it holds anything
             (self.path / "lock.holder").write_text(
                 f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
             yield
@@ -336,6 +360,32 @@ class RunStore:
             atomic_save(state | {"code": code_digest().hex()}, self.path / "result.pt")
 
     def describe_checkpoint(self) -> str:
+        """What a run that stops now leaves behind, for its error message."""
         if self.path is None:
             return "nothing was saved (cache_dir=None)"
-        return f"the last good checkpoint ({self.path / 'checkpoint.pt'}) is kept"
+        checkpoint = self.path / "checkpoint.pt"
+        if not checkpoint.exists():
+            return f"no checkpoint had been saved yet (the run's folder {self.path} holds its config.json)"
+        try:
+            step = torch.load(checkpoint, map_location="cpu", weights_only=True)["step"]
+        except Exception:  # noqa: BLE001 (only for the message)
+            return f"the last checkpoint ({checkpoint}) is kept"
+        return f"the last good checkpoint ({checkpoint}, after step {step}) is kept"
+
+    def training_holder(self) -> str | None:
+        """Who holds the run's lock now, or None when nobody does. Writes nothing and takes no lock (a
+        shared probe of the operating-system lock, released at once), so a read-only cache answers too."""
+        import fcntl
+
+        lock = self.path / "lock"
+        try:
+            handle = open(lock, "rb")
+        except FileNotFoundError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return self.holder()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
