@@ -33,8 +33,8 @@ def available_on(device) -> int | None:
     """Free bytes on `device`: the GPU's free memory for CUDA, the system's for the CPU."""
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        free, _ = torch.cuda.mem_get_info(device)  # what the driver has, plus what torch's cache holds unused
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     return available_memory()
 
 

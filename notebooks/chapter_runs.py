@@ -133,10 +133,10 @@ def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
     recipe = base.start if base.start is not None else base_model(base.asdict(), {"steps": base.steps})
     sizes = {k: getattr(recipe, k) for k in SHARED_FIELDS}
     deck = deck_config(recipe.steps, **sizes)
-    every_tenth_of_a_percent = max(1, round(5_000 * recipe.steps / 1_000_000))
+    compressed_interval = max(1, round(5_000 * recipe.steps / 1_000_000))  # the deck's 5,000 of 10^6, scaled
     return {
         "deck: SGD 0.01, plateau": deck,
-        "deck, jitter compressed": deck.replace(jitter_every=every_tenth_of_a_percent),
+        "deck, jitter compressed": deck.replace(jitter_every=compressed_interval),
         "recipe": recipe,
         "recipe, random start": recipe.replace(filter_init="random"),
         "recipe, gain at the noisy patch": recipe.replace(gain_at="noisy"),

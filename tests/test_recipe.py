@@ -122,3 +122,14 @@ def test_dog_filters_train_in_a_run_and_refuse_what_acts_on_pixels():
         recipe_config(100, **SIZE, filter_shape="dog")
     with pytest.raises(ValueError, match="needs encoder='softplus'"):
         TrainConfig(filter_shape="dog")
+
+
+def test_one_spelling_one_key_and_options_that_cannot_act_are_refused():
+    import numpy as np
+
+    assert deck_config(5, **SIZE, fr_lr=1).key() == deck_config(5, **SIZE, fr_lr=1.0).key()
+    assert deck_config(5, **SIZE, nonlinearity_lr=np.float32(0.5)).key() == deck_config(5, **SIZE, nonlinearity_lr=0.5).key()
+    with pytest.raises(ValueError, match="nonlinearity_lr=0.1 has nothing to act on: with method='two_losses'"):
+        deck_config(5, **SIZE, method="two_losses", nonlinearity_lr=0.1)
+    with pytest.raises(ValueError, match="filter_init='lattice' draws an ON and an OFF population: it needs n_neurons >= 2"):
+        recipe_config(5, **(SIZE | {"n_neurons": 1}))

@@ -36,23 +36,27 @@ def test_a_changed_image_gives_a_new_key_and_a_run_trained_on_it(tmp_path):
     assert config.key() == first
 
 
-def test_a_relative_path_names_the_files_it_resolves_to(tmp_path, monkeypatch):
-    for name, seed in (("a", 0), ("b", 1)):
+def test_a_relative_path_stands_for_the_files_it_resolves_to_and_the_same_files_elsewhere_are_the_same_run(
+        tmp_path, monkeypatch):
+    for name, seed in (("a", 0), ("b", 1), ("copy", 0)):
         write_images(tmp_path / name / "images", seed)
     monkeypatch.chdir(tmp_path / "a")
     here = deck_config(3, **SMALL, images=("images",)).key()
     assert here == deck_config(3, **SMALL, images=(str(tmp_path / "a" / "images"),)).key()
+    assert here == deck_config(3, **SMALL, images=(str(tmp_path / "copy" / "images"),)).key()  # a shared cache hits
     monkeypatch.chdir(tmp_path / "b")
     assert deck_config(3, **SMALL, images=("images",)).key() != here
 
 
-def test_docstrings_comments_and_layout_do_not_change_the_code_digest_and_code_does(tmp_path):
+def test_docstrings_comments_and_blank_lines_do_not_change_the_code_digest_and_code_does(tmp_path):
     source = tmp_path / "module.py"
     source.write_text('"""A module."""\nimport math\n\n\ndef f(x):\n    """Doubles."""\n    return 2 * x  # twice\n')
     digest = store._code_without_docstrings(source)
-    source.write_text('"""Another text."""\nimport math\n\n\ndef f(x):\n    """Twice x, now with more words."""\n\n'
-                      '    # a comment\n    return 2 * x\n')
+    source.write_text('"""Another text,\non two lines."""\nimport math  # for nothing\n\n\ndef f(x):\n'
+                      '    """Twice x, now with more words."""\n\n    # a comment\n    return 2 * x\n')
     assert store._code_without_docstrings(source) == digest
+    source.write_text('"""A module."""\nimport math\n\n\ndef f(x):\n    """Doubles."""\n    return "# not a comment"\n')
+    assert store._code_without_docstrings(source) != digest  # a string that looks like a comment is code
     source.write_text('"""A module."""\nimport math\n\n\ndef f(x):\n    """Doubles."""\n    return 3 * x\n')
     assert store._code_without_docstrings(source) != digest
 

@@ -59,8 +59,11 @@ def kyoto_folder() -> Path | None:
         images_in_folder(chosen)  # raises, naming the folder, when it holds no image
         return Path(chosen).expanduser().resolve()
     for place in KYOTO_PLACES:
-        if place.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in place.iterdir()):
-            return place.resolve()
+        try:
+            images_in_folder(place)
+        except ValueError:  # no such folder, or no image in it: the next place
+            continue
+        return place.resolve()
     return None
 
 

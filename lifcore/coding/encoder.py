@@ -172,8 +172,7 @@ class Encoder(nn.Module):
         ``W (C_x + s_in^2 I) W^T``, what the deck's code logged under that name (its
         input-noise term included).
         """
-        self.check_batch(x, input_covariance)
-        info.check_covariance(input_covariance, "input_covariance")
+        info.check_covariance(input_covariance, "input_covariance")  # and `evaluate` checks the batch
         out = self.evaluate(x, input_covariance)
         result = {"MI": out["MI"], "gain": out["gain"]}
         if with_matrices:

@@ -53,6 +53,11 @@ def _with_reset(w_rec_t: torch.Tensor, v_th: torch.Tensor) -> torch.Tensor:
     return w
 
 
+SECOND_DERIVATIVE = ("the fused BPTT of LIFNetwork has its backward written by hand and cannot be differentiated again "
+                     "(a double backward): use LIFNetwork.forward(x, path='autograd'), autograd through the unrolled "
+                     "loop, for higher derivatives")
+
+
 class LIFSequence(torch.autograd.Function):
     """``x [T, B, n_in], W_in, b, W^T, v_th, v0, z0 -> z, v`` (each ``[T, B, n]``), backward by hand."""
 
@@ -91,10 +96,24 @@ class LIFSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_z, grad_v):
-        if torch.is_grad_enabled():  # create_graph=True: a gradient of this gradient was asked for
-            raise RuntimeError("the fused BPTT of LIFNetwork has its backward written by hand and cannot be differentiated "
-                               "again (a double backward, create_graph=True): use LIFNetwork.forward(x, path='autograd'), "
-                               "autograd through the unrolled loop, for higher derivatives")
+        with torch.no_grad():
+            grads = LIFSequence._backward(ctx, grad_z, grad_v)
+        if not torch.is_grad_enabled():
+            return grads
+        # create_graph=True: the first-order gradients as ever, and an error only if they are differentiated
+        # again, as torch's once_differentiable does, with a message that says which path can
+        refuse = torch._C._functions.DelayedError(SECOND_DERIVATIVE.encode(), len(grads))
+
+        def flagged(g):
+            if g is not None:
+                g = g.detach()
+                g.requires_grad = True
+            return g
+
+        return refuse(*[flagged(g) for g in grads])
+
+    @staticmethod
+    def _backward(ctx, grad_z, grad_v):
         x, w_in, v_all, z_all, w_rec_t, w_step, v_th, z0 = ctx.saved_tensors
         alpha, mode = ctx.alpha, ctx.mode
         T, B, n = v_all.shape

@@ -152,6 +152,8 @@ class TrainConfig:
             if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                                           and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0 (or None)")
+            if value is not None:  # one spelling, one key: 1 and 1.0 (and numpy's 1.0) are the same run
+                object.__setattr__(self, name, float(value))
         largest = torch.finfo(DTYPES[self.dtype]).max if self.dtype in DTYPES else float("inf")
         for name in ("lr", "fr_lr", "multiplier_lr", "nonlinearity_lr"):  # a step of SGD multiplies by it in dtype
             value = getattr(self, name)
@@ -169,6 +171,14 @@ class TrainConfig:
             raise ValueError("method='gamma' sets a multiplicative gain: it needs encoder='softplus'")
         if self.jitter_every and self.jitter_stop < self.jitter_start:
             raise ValueError(f"jitter_stop={self.jitter_stop} must be >= jitter_start={self.jitter_start}")
+        rate_step_only = ((self.method == "two_losses" and self.info_moves == "filters")
+                          or (self.method == "alternating" and self.fr_params == "nonlinearity"))
+        if self.nonlinearity_lr is not None and rate_step_only:
+            raise ValueError(f"nonlinearity_lr={self.nonlinearity_lr!r} has nothing to act on: with method={self.method!r} "
+                             "the objective step does not move gain and threshold, the rate step does, at fr_lr")
+        if self.filter_init in ("lattice", "scattered") and self.n_neurons < 2:
+            raise ValueError(f"filter_init={self.filter_init!r} draws an ON and an OFF population: it needs n_neurons >= 2; "
+                             f"got n_neurons={self.n_neurons}")
         if self.filter_shape == "dog":
             if self.encoder != "softplus":
                 raise ValueError("filter_shape='dog' is the deck's parametrisation of its softplus encoder: it needs "
@@ -247,9 +257,7 @@ def coerce_fields(fields: dict) -> dict:
             value = int(value)
         elif isinstance(value, list) and kind == "tuple":
             value = tuple(value)
-        elif isinstance(value, dict) and name == "start":
-            value = TrainConfig(**coerce_fields(value))
-        out[name] = value
+        out[name] = value  # a `start` dict becomes its TrainConfig (its fields coerced) in __post_init__
     return out
 
 
@@ -323,7 +331,4 @@ def recipe_config(steps: int = 2_000, **overrides) -> TrainConfig:
       the rates settle in hundreds of steps instead of tens of thousands;
     * a cosine decay of every learning rate to 1 % of it at the last step, no jitter, no centring.
     """
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}")
-    return deck_config(steps, **(RECIPE | overrides))
+    return deck_config(steps, **(RECIPE | overrides))  # which names every unknown field

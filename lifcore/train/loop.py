@@ -130,6 +130,8 @@ def _usable(parts: "_Parts", name: str, state: dict | None) -> dict | None:
             for key in ("batches", "noise"):
                 torch.Generator().set_state(state[key])
             int(state["step"])
+    except torch.OutOfMemoryError:
+        raise  # the device's memory, not the file
     except (KeyError, IndexError, RuntimeError, TypeError, ValueError, AttributeError) as err:
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         parts.store.set_aside(name, f"does not fit this run ({type(err).__name__}: {detail})")

@@ -1,14 +1,14 @@
 """The run cache: one folder per run, ``<cache_dir>/<key>/``.
 
 * The key hashes what determines the run's numbers, and only that: every field of the config
-  but `images` and `start`; the images it reads, as resolved paths (or scikit-image's names)
-  with a digest of each file's contents (`image_digests`), so that a changed image trains a new
-  run and a relative path names the files it resolves to; the key of its `start` run; and the
+  but `images` and `start`; the images it reads, in their order, as file names (or scikit-image's
+  names) with a digest of each file's contents (`image_digests`), so that a changed image trains a
+  new run, a relative path stands for the files it resolves to and the same files elsewhere (a
+  shared cache, a cluster node's copy) for the same run; the key of its `start` run; and the
   code of the modules `lifcore.train.loop` imports, followed through their own imports inside
   `lifcore` (read from the source, not from what happens to be imported), minus this module
-  and `lifcore.train.record`, whose edits change no trained number. The code is hashed as its
-  syntax tree without docstrings (comments are not in it): an edit of a docstring, a comment or
-  the layout retrains nothing; a change of the model, the methods, the data or the loop never
+  and `lifcore.train.record`, whose edits change no trained number. The code is hashed without
+  its docstrings, comments and blank lines: an edit of a docstring or a comment retrains nothing; a change of the model, the methods, the data or the loop never
   loads a result the old code computed. What the history holds is versioned by
   `record.HISTORY_FORMAT`, also in the key.
 * ``checkpoint.pt`` (every `checkpoint_every` steps) and ``result.pt`` (at the end) are
@@ -86,14 +86,29 @@ def _imports(name: str, path: Path) -> set[str]:
 
 
 def _code_without_docstrings(path: Path) -> bytes:
-    """A module's syntax tree without its docstrings (module, class and function), as text."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
+    """A module's source without its docstrings (module, class and function), comments and blank lines.
+
+    The docstrings' places come from the syntax tree, the comments' from the tokenizer: both are positions
+    in the text, which every Python version reports alike (a dump of the tree itself differs between
+    versions), and the text that is left is hashed as it stands."""
+    import io
+    import tokenize
+
+    source = path.read_text()
+    lines = source.splitlines()
+    cut: list[tuple[int, int, int, int]] = []  # (row, col) to (end row, end col), 1-based rows
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-                node.body = node.body[1:] or [ast.Pass()]
-    return ast.dump(tree, include_attributes=False).encode()
+                cut.append((first.lineno, first.col_offset, first.end_lineno, first.end_col_offset))
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            cut.append((*token.start, *token.end))
+    for row, col, end_row, end_col in sorted(cut, reverse=True):  # from the end: earlier positions stay valid
+        head, tail = lines[row - 1][:col], lines[end_row - 1][end_col:]
+        lines[row - 1:end_row] = [head + tail]
+    return "\n".join(line.rstrip() for line in lines if line.strip()).encode()
 
 
 @lru_cache(maxsize=1)
@@ -125,9 +140,11 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def image_digests(images) -> dict[str, list]:
-    """The images a run reads (`lifcore.coding.data.resolve_images`): ``{"train": [...], "held_out": [...]}``,
-    each entry ``[resolved path, sha256 of its contents]`` for a file, ``[name]`` for one of
+def image_digests(images, paths: bool = False) -> dict[str, list]:
+    """The images a run reads (`lifcore.coding.data.resolve_images`), in the order it reads them:
+    ``{"train": [...], "held_out": [...]}``, each entry ``[file name, sha256 of its contents]`` for a file
+    (the resolved path with `paths`, for people: the key holds names and contents only, so that the same
+    files elsewhere, another checkout or a cluster node's copy, are the same run), ``[name]`` for one of
     scikit-image's photographs (they come with the pinned package)."""
     from ..coding.data import resolve_images
 
@@ -135,7 +152,7 @@ def image_digests(images) -> dict[str, list]:
         path = Path(name)
         if path.is_file():
             stat = path.stat()
-            return [name, _file_digest(name, stat.st_size, stat.st_mtime_ns)]
+            return [name if paths else path.name, _file_digest(name, stat.st_size, stat.st_mtime_ns)]
         return [name]
 
     train, held_out = resolve_images(images)
@@ -250,6 +267,8 @@ class RunStore:
         file = self.path / name
         try:
             state = torch.load(file, map_location=device, weights_only=True)
+        except torch.OutOfMemoryError:
+            raise  # a file that does not fit on the device is not a damaged file
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as err:
             problem = _read_problem(err)
         else:
@@ -285,7 +304,7 @@ class RunStore:
         self.path.mkdir(parents=True, exist_ok=True)
         config_file = self.path / "config.json"
         if not config_file.exists():
-            described = self.config.asdict() | {"image_digests": image_digests(self.config.images)}
+            described = self.config.asdict() | {"image_digests": image_digests(self.config.images, paths=True)}
             config_file.write_text(json.dumps(described, indent=1, sort_keys=True))
 
     def check_writable(self) -> None:
@@ -373,8 +392,10 @@ class RunStore:
         return f"the last good checkpoint ({checkpoint}, after step {step}) is kept"
 
     def training_holder(self) -> str | None:
-        """Who holds the run's lock now, or None when nobody does. Writes nothing and takes no lock (a
-        shared probe of the operating-system lock, released at once), so a read-only cache answers too."""
+        """Who holds the run's lock now, or None when nobody does. Writes nothing: it probes the
+        operating-system lock with a shared lock on a read-only handle, released at once, so a read-only
+        cache answers too (a trainer's one-try ``claim(wait=False)`` in that instant sees it held)."""
+        import errno
         import fcntl
 
         lock = self.path / "lock"
@@ -385,7 +406,9 @@ class RunStore:
         with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
+            except OSError as err:  # EAGAIN; EACCES on some file systems, as filelock counts it
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
                 return self.holder()
             fcntl.flock(handle, fcntl.LOCK_UN)
         return None

@@ -128,8 +128,9 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
             os.environ.update(LOCAL_JOB_ENV)  # the job process inherits this environment
         else:
             extra = dict((slurm or {}).get("slurm_additional_parameters") or {})
-            if after is not None:
+            if after is not None:  # and cancelled by SLURM if its start fails, instead of pending for ever
                 extra["dependency"] = f"afterok:{after.job_id}"
+                extra["kill-on-invalid-dep"] = "yes"
             runner.update_parameters(slurm_additional_parameters=extra)
         try:
             jobs[name] = runner.submit(TrainJob(), config.asdict(), str(cache_dir), checkpoint_every)
@@ -159,8 +160,6 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
         fill()
     for name, job in jobs.items():
         config = todo[name]
-        if name in reports:
-            continue
         if not job.done():
             reports[name] = RunReport(name, config.key(), "running" if job.state == "RUNNING" else "queued",
                                       str(job.paths.stderr))
