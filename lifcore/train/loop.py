@@ -88,9 +88,9 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
         raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive integer")
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    data = dataset_for(config)
-    batches = torch.Generator().manual_seed(config.seed)
-    input_covariance = estimate_input_covariance(data, config, batches)
+    data, input_covariance, after_covariance = _inputs(config)
+    batches = torch.Generator()
+    batches.set_state(after_covariance)  # where estimating C_x left it: the training batches follow
     encoder = build_encoder(config, device, input_covariance)
     method = build_method(config, encoder)
     schedule = Schedule(config, method.info_optimizer)
@@ -112,6 +112,28 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
     encoder.load_state_dict(finished["model"])
     method.load_state_dict(finished["method"])
     return Run(config, encoder, finished["history"], input_covariance, data, parts.store.path)
+
+
+_INPUTS: dict = {}  # the last patch sets and C_x this process cut: the runs of one chapter share them
+
+
+def _inputs(config: TrainConfig) -> tuple[PatchDataset, torch.Tensor, torch.Tensor]:
+    """The patches, C_x and the batch generator's state after estimating it, for `config`: cut once per
+    process for every config that reads the same images the same way (a chapter loads many runs of one
+    data set; cutting 50,000 patches of 18 x 18 and estimating C_x takes seconds each time). The patch
+    tensors are shared between those runs and must not be written to."""
+    from .store import image_digests
+
+    fields = ("patch_size", "n_patches", "seed", "centering", "mask", "cov_batches", "batch_size")
+    key = repr(([getattr(config, f) for f in fields], image_digests(config.images)))
+    if key not in _INPUTS:
+        data = dataset_for(config)
+        batches = torch.Generator().manual_seed(config.seed)
+        covariance = estimate_input_covariance(data, config, batches)
+        while len(_INPUTS) >= 2:  # ~200 MB each at the book's size
+            _INPUTS.pop(next(iter(_INPUTS)))
+        _INPUTS[key] = (data, covariance, batches.get_state())
+    return _INPUTS[key]
 
 
 def _usable(parts: "_Parts", name: str, state: dict | None) -> dict | None:
