@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import concurrent.futures
 import ctypes
+import fnmatch
 import functools
 import hashlib
 import json
@@ -30,6 +32,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -56,7 +59,13 @@ ONE_THREAD = {name: os.environ.get(name, "1") for name in ("OMP_NUM_THREADS", "M
 # (npm spec, files or folders inside the package, name at the HTML root)
 VENDORED = [
     ("mathjax@3.2.2", ["es5/tex-chtml.js", "es5/output/chtml/fonts/woff-v2"], "mathjax"),
+    # the widget runtime of a page with an explorable (MyST-NB's nb_ipywidgets_js): RequireJS and the
+    # html-manager's AMD embedder, with its own fonts and styles beside it
+    ("requirejs@2.3.8", ["require.js"], "requirejs"),
+    ("@jupyter-widgets/html-manager@1.0.15", ["dist/embed-amd.js"] + [f"dist/*.{kind}" for kind in ("woff2", "woff", "ttf", "eot", "svg")],
+     "html-manager"),
 ]
+WIDGETS = "widgets"  # anywidget's AMD module, from the installed Python package: the same version as the kernel's
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -136,8 +145,16 @@ def stamp_of(notebook: Path, parameters: dict) -> str:
     return digest.hexdigest()
 
 
+RUNNING: set = set()  # the papermill processes now running (`execute` may run in several threads at once)
+RUNNING_LOCK = threading.Lock()
+STOPPING = threading.Event()  # set by `stop_all`: no papermill starts after it
+# chapters that measure time: executed with nothing else running, after the others
+ALONE = {"where_the_time_goes"}
+
+
 def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> float:
-    """papermill into a temporary file, renamed into place only on success; killed after `timeout` s."""
+    """papermill into a temporary file, renamed into place only on success; killed after `timeout` s.
+    Safe to call from several threads: each process is in `RUNNING` while it runs (`stop_all`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial.ipynb")
     params_file = target.with_suffix(".parameters.yaml")
@@ -150,12 +167,19 @@ def execute(notebook: Path, target: Path, parameters: dict, timeout: int) -> flo
     # the builder even when the builder is killed outright
     process = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent,
                                env={**os.environ, **ONE_THREAD, "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    with RUNNING_LOCK:
+        RUNNING.add(process)
+        stopping = STOPPING.is_set()
     try:
+        if stopping:  # the build was interrupted while this one started: it goes at once
+            raise RuntimeError(f"{notebook.name}: the build was interrupted")
         returncode = process.wait(timeout=timeout + 60)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{notebook.name} did not finish in {timeout + 60} s and was stopped")
     finally:
         stop(process)  # papermill and its kernel (in a session of its own): nothing outlives this call
+        with RUNNING_LOCK:
+            RUNNING.discard(process)
     if returncode != 0:
         raise RuntimeError(f"{notebook.name} failed (papermill exit {returncode}): {notebook_error(partial)}\n"
                            f"    the executed copy with the error is {partial}")
@@ -228,6 +252,15 @@ def stop(process: subprocess.Popen, grace: float = 3.0) -> None:
             time.sleep(0.05)
 
 
+def stop_all() -> None:
+    """Stop every papermill `execute` is running, in whatever thread (an interrupted build)."""
+    with RUNNING_LOCK:
+        STOPPING.set()
+        running = list(RUNNING)
+    for process in running:
+        stop(process)
+
+
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
@@ -273,18 +306,48 @@ def vendor(staging: Path) -> dict:
         with tarfile.open(tarballs[0]) as archive:
             for member in archive.getmembers():
                 inside = member.name.removeprefix("package/")
-                if member.isfile() and any(inside == m or inside.startswith(m + "/") for m in members):
+                if member.isfile() and any(fnmatch.fnmatch(inside, m) or inside.startswith(m + "/") for m in members):
                     destination = target / name / inside
                     destination.parent.mkdir(parents=True, exist_ok=True)
                     with archive.extractfile(member) as src, open(destination, "wb") as dst:
                         shutil.copyfileobj(src, dst)
-    # add_js_file prefixes "_static/": "../" climbs back to the HTML root
-    return {"html_extra_path": ["_vendor"], "mathjax_path": "../mathjax/es5/tex-chtml.js"}
+    anywidget_semver = vendor_anywidget(target)
+    # the embedder's styles ask for their fonts at "@jupyter-widgets/html-manager/dist/" beside the page: a copy
+    # there for the chapters (notebooks/), the only pages with widgets
+    fonts = target / "notebooks" / "@jupyter-widgets" / "html-manager" / "dist"
+    fonts.mkdir(parents=True, exist_ok=True)
+    for font in (target / "html-manager" / "dist").iterdir():
+        if font.suffix in (".woff2", ".woff", ".ttf", ".eot", ".svg"):
+            shutil.copy2(font, fonts / font.name)
+    # add_js_file prefixes "_static/": "../" climbs back to the HTML root. The embedder loads widget modules
+    # from `data-jupyter-widgets-cdn` only (never from jsDelivr): the folder beside the pages, which
+    # RequireJS resolves from the page's own folder (every chapter is one level down, in notebooks/).
+    widgets_js = {"../requirejs/require.js": {},
+                  "../html-manager/dist/embed-amd.js": {"data-jupyter-widgets-cdn": f"../{WIDGETS}/",
+                                                        "data-jupyter-widgets-cdn-only": "true"}}
+    print(f"[book] widget runtime vendored (anywidget {anywidget_semver})")
+    return {"html_extra_path": ["_vendor"], "mathjax_path": "../mathjax/es5/tex-chtml.js", "nb_ipywidgets_js": widgets_js}
+
+
+def vendor_anywidget(target: Path) -> str:
+    """Copy anywidget's AMD module (its classic-notebook extension, which @jupyter-widgets/html-manager loads)
+    from the installed Python package to where the embedder asks for ``anywidget@<version>/dist/index.js``;
+    returns that version (the ``_model_module_version`` every anywidget carries)."""
+    import anywidget
+    from anywidget._version import _ANYWIDGET_SEMVER_VERSION
+
+    source = Path(anywidget.__file__).parent / "nbextension" / "index.js"
+    destination = target / WIDGETS / f"anywidget@{_ANYWIDGET_SEMVER_VERSION}" / "dist" / "index.js"
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, destination)
+    return _ANYWIDGET_SEMVER_VERSION
 
 
 def stage_config(staging: Path) -> None:
-    """Copy _config.yml and _toc.yml into the staging folder, adding the vendored paths."""
+    """Copy _config.yml, _toc.yml and the book's own style sheet (`book/_static`: CSS only; Jupyter Book 1
+    adds every file there to every page) into the staging folder, adding the vendored paths."""
     shutil.copy2(ROOT / "_toc.yml", staging / "_toc.yml")
+    shutil.copytree(ROOT / "book" / "_static", staging / "_static", dirs_exist_ok=True)
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config.setdefault("sphinx", {}).setdefault("config", {}).update(vendor(staging))
     (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -319,15 +382,24 @@ def write_claims_page(entries: list[str], target: Path) -> int:
     lines = ["# What the decks claimed, and what the book found", "",
              "Every claim or open question of the two decks that a chapter tests, with the chapter's verdict and the",
              "number that decides it. This page is generated at each build from the executed chapters (each records its",
-             "verdicts where it computes them, `notebooks/claims.py`): it cannot say what its chapters do not.", ""]
+             "verdicts where it computes them, `notebooks/claims.py`): it cannot say what its chapters do not.", "",
+             "A claim is *supported* or *not supported*; a question is *answered* only where the page's number answers",
+             "it and matches what the deck's own run showed; either is *not tested here* when the page cannot decide it,",
+             "and says why. The column *on the unconverged model* gives the verdict a chapter had when the book's runs",
+             "began from the deck's random start and never formed receptive fields (64 neurons on 8x8 patches of four",
+             "scikit-image photographs, 2,000 steps), where it differs from today's; that book's scale also had *partly",
+             "supported* and *open*.", ""]
     for deck in ("001", "000"):
         mine = [r for r in rows if r[0]["deck"] == deck]
         if not mine:
             continue
-        lines += [f"## The deck of {decks[deck]}", "", "| slide | claim or question | verdict | deciding number | chapter |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {cell(c['slide'])} | {cell(c['claim'])} | **{cell(c['verdict'])}** | {cell(c['number'])} | "
-                  f"[{cell(title)}](../notebooks/{name}.ipynb) |" for c, title, name in mine]
+        lines += [f"## The deck of {decks[deck]}", "",
+                  "| slide | claim or question | verdict | deciding number | on the unconverged model | chapter |",
+                  "|---|---|---|---|---|---|"]
+        for c, title, name in mine:
+            number = c["number"] + (f" (not tested here: {c['why']})" if c.get("why") else "")
+            lines.append(f"| {cell(c['slide'])} | {cell(c['claim'])} | **{cell(c['verdict'])}** | {cell(number)} | "
+                         f"{cell(c.get('was') or '')} | [{cell(title)}](../notebooks/{name}.ipynb) |")
         lines.append("")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
@@ -346,6 +418,9 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per notebook (default 3600)")
     parser.add_argument("--no-html", action="store_true", help="execute the notebooks, skip the HTML")
     parser.add_argument("--build-dir", default=None, help="where executed copies and HTML go (default: _build)")
+    parser.add_argument("--jobs", type=int, default=min(2, len(os.sched_getaffinity(0))),
+                        help="chapters executed at once, each on one thread (default: 2, or 1 on one core); "
+                             f"{', '.join(sorted(ALONE))} always alone")
     args = parser.parse_args(argv)
     if args.build_dir is not None:
         global BUILD, SRC, VENDOR_CACHE
@@ -373,7 +448,7 @@ def main(argv=None) -> int:
     SRC.mkdir(parents=True, exist_ok=True)
     stage_config(SRC)
 
-    failures, timings = [], {}
+    failures, timings, pending = [], {}, []
     for entry in toc_files(toc):
         source = ROOT / entry
         notebook = source.with_suffix(".ipynb")
@@ -389,14 +464,7 @@ def main(argv=None) -> int:
             if not wanted:
                 print(f"[book] {entry}: skipped (--only)")
                 continue
-            print(f"[book] {entry}: executing with profile {args.profile!r} {parameters}", flush=True)
-            try:
-                timings[entry] = execute(notebook, target, parameters, args.timeout)
-                stamp_file.write_text(stamp)
-                print(f"[book] {entry}: {timings[entry]:.0f} s", flush=True)
-            except RuntimeError as err:
-                failures.append(str(err))
-                print(f"[book] {err}", file=sys.stderr, flush=True)
+            pending.append((entry, notebook, target, parameters, stamp, stamp_file))
         elif entry == CLAIMS_PAGE:
             continue  # generated below, from the executed chapters
         else:
@@ -406,6 +474,45 @@ def main(argv=None) -> int:
                 continue
             (SRC / page.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(page, SRC / page.relative_to(ROOT))
+
+    def run(item):
+        entry, notebook, target, parameters, stamp, stamp_file = item
+        print(f"[book] {entry}: executing with profile {args.profile!r} {parameters}", flush=True)
+        seconds = execute(notebook, target, parameters, args.timeout)
+        stamp_file.write_text(stamp)
+        return seconds
+
+    def finish(item, future):
+        entry = item[0]
+        try:
+            timings[entry] = future.result()
+            print(f"[book] {entry}: {timings[entry]:.0f} s", flush=True)
+        except RuntimeError as err:
+            failures.append(str(err))
+            print(f"[book] {err}", file=sys.stderr, flush=True)
+
+    # the chapters in `args.jobs` threads (each papermill single-threaded), then those that time themselves alone
+    together = [item for item in pending if item[1].stem not in ALONE]
+    alone = [item for item in pending if item[1].stem in ALONE]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        try:
+            futures = {pool.submit(run, item): item for item in together}
+            remaining = set(futures)
+            while remaining:  # a short wait, so that Ctrl-C and SIGTERM reach this thread at once
+                done, remaining = concurrent.futures.wait(remaining, timeout=0.5)
+                for future in sorted(done, key=lambda f: together.index(futures[f])):
+                    finish(futures[future], future)
+            for item in alone:
+                future = pool.submit(run, item)
+                while not future.done():
+                    concurrent.futures.wait([future], timeout=0.5)
+                finish(item, future)
+        except KeyboardInterrupt:
+            for future in futures:
+                future.cancel()
+            stop_all()
+            raise
+    timings = {entry: timings[entry] for entry, *_ in pending if entry in timings}  # in the book's order
 
     if CLAIMS_PAGE in toc_files(toc):
         count = write_claims_page(toc_files(toc), SRC / f"{CLAIMS_PAGE}.md")

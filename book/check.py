@@ -8,7 +8,9 @@ the list is not empty. A problem is, in an output a reader would see (cells tagg
 
 * an error or a traceback;
 * a stderr stream (a warning, a log line, a progress bar written there);
-* a progress bar (tqdm's text or widget);
+* a progress bar (tqdm's text or widget), or any widget the static page cannot run: a widget view
+  is published only when it is an anywidget (its script runs in the page) whose state the notebook
+  stored (``metadata.widgets``, as papermill saves it);
 * a raw object repr standing alone (``<IPython.core.display.Markdown object>``,
   ``<Figure size ...>`` without its image, ``<... object at 0x...>``);
 * ``nan`` or ``inf`` in rendered Markdown (a conclusion or a table);
@@ -25,6 +27,7 @@ PROGRESS = re.compile(r"\d+%\|[^|]*\||\d+(?:\.\d+)?\s*(?:it/s|s/it)\b")
 RAW_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>|<IPython\.core\.display\.\w+ object>|<Figure size [^>]*>")
 NOT_A_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:nan|inf)(?![\w])", re.IGNORECASE)
 WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 SHOWN = ("text/markdown", "text/html", "image/png", "image/svg+xml", "image/jpeg", "text/latex")
 
 
@@ -52,7 +55,13 @@ def table_problems(markdown: str) -> list[str]:
     return problems
 
 
-def output_problems(output: dict) -> list[str]:
+def runnable_widgets(nb) -> set[str]:
+    """Model ids of the anywidgets whose state the notebook stored: the explorables a static page runs."""
+    state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    return {model_id for model_id, model in state.items() if model.get("model_module") == "anywidget"}
+
+
+def output_problems(output: dict, runnable: set[str] = frozenset()) -> list[str]:
     kind = output.get("output_type")
     if kind == "error":
         return [f"an error: {output.get('ename')}: {str(output.get('evalue'))[:120]}"]
@@ -65,7 +74,7 @@ def output_problems(output: dict) -> list[str]:
         return []
     data = output.get("data", {})
     problems = []
-    if WIDGET in data:
+    if WIDGET in data and data[WIDGET].get("model_id") not in runnable:
         problems.append("a widget (a progress bar or control) that the static page cannot run")
     plain = "".join(data.get("text/plain", ""))
     if plain and not any(mime in data for mime in SHOWN) and WIDGET not in data:
@@ -88,6 +97,7 @@ def problems(path: str | Path) -> list[str]:
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
+    runnable = runnable_widgets(nb)
     found = []
     for index, cell in enumerate(nb.cells):
         tags = cell.get("metadata", {}).get("tags", [])
@@ -99,7 +109,7 @@ def problems(path: str | Path) -> list[str]:
         if cell.cell_type != "code" or "remove-output" in tags:
             continue
         for output in cell.get("outputs", []):
-            found += [f"cell {index}: {p}" for p in output_problems(output)]
+            found += [f"cell {index}: {p}" for p in output_problems(output, runnable)]
     return found
 
 

@@ -1,4 +1,4 @@
-"""Where the time of a coding step goes (issue 13): the step, its FLOP floor, the matmul peak
+"""Where the time of a coding step goes: the step, its FLOP floor, the matmul peak
 it is measured against, and a `torch.profiler` breakdown by part.
 
 Shared by `benchmarks/coding_step.py` and the chapter "Where the time goes". A step is what
@@ -160,8 +160,12 @@ def compare_logdets(kernel: torch.Tensor, diagonal: torch.Tensor, dtype, repeats
     Rows: method, forward and backward milliseconds (medians), how many log-determinants
     came out undefined (NaN: an eigenvalue or a pivot at or below zero), and the largest
     relative errors of the others and of the batch's summed gradient against float64 Cholesky. ``kernel`` ``[N, N]`` and ``diagonal`` ``[B, N]`` are float64.
+    A ``kernel`` of ``[B, N, N]`` is one matrix per sample (the deck's own form ``G_b K G_b + s_out^2 I``); lifcore's
+    kernel, which shares K over the batch, has no row then.
     """
-    matrices64 = kernel.expand(diagonal.shape[0], -1, -1).clone()
+    if kernel.dim() not in (2, 3) or kernel.shape[-2:] != (diagonal.shape[-1],) * 2 or (kernel.dim() == 3 and kernel.shape[0] != diagonal.shape[0]):
+        raise ValueError(f"kernel must be [N, N] or [B, N, N] with diagonal [B, N]; got {tuple(kernel.shape)} and {tuple(diagonal.shape)}")
+    matrices64 = kernel.clone() if kernel.dim() == 3 else kernel.expand(diagonal.shape[0], -1, -1).clone()
     matrices64.diagonal(dim1=-2, dim2=-1).add_(diagonal)
     chol = torch.linalg.cholesky(matrices64)
     reference = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
@@ -189,7 +193,7 @@ def compare_logdets(kernel: torch.Tensor, diagonal: torch.Tensor, dtype, repeats
             forward.append(middle - start)
             backward.append(time.perf_counter() - middle)
         row(method, 1e3 * statistics.median(forward[1:]), 1e3 * statistics.median(backward[1:]), value.detach(), a.grad.sum(0))
-    if lapack.available(matrices):
+    if kernel.dim() == 2 and lapack.available(matrices):
         kernels, diag = kernel.to(dtype)[None], diagonal.to(dtype)
         forward = statistics.median(timed(lambda: lapack.shifted_logdet(kernels, diag, False, workers=1), repeats=repeats))
         both = statistics.median(timed(lambda: lapack.shifted_logdet(kernels, diag, True, workers=1), repeats=repeats))

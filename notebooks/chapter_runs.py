@@ -108,22 +108,50 @@ def deck_catalogue(base: TrainConfig) -> dict[str, TrainConfig]:
       part of a step recorded over the last tenth of the run);
     * ``two_losses x1 per patch``: the rate loss on each patch's population rate instead of each
       neuron's mean (the experiment of the rate-learning-rate chapter);
-    * ``two_losses x1 as the slide says``: the filters see the information term alone;
+    * ``two_losses xF as the slide says`` (F = 1 and the sweep's two ends): the filters see the information
+      term alone, so that the rate step alone holds the rates;
     * ``two_losses x1, information moves gain and threshold``: the information step moves them too;
     * ``two_losses x1 without jitter``, ``... without centring``, ``... without either``: the
-      schedule's window taken apart.
+      schedule's window taken apart;
+    * ``lagrange, constant lr``, ``two_losses x1, constant lr``: the two methods at one learning rate to the
+      end (the deck's plateau schedule lowers each run's rate on its own curve, so that their final rates differ);
+    * ``gamma, settling average``: Gamma with a moving average whose time constant is a twentieth of the run
+      (the deck's 1,000 steps are twice the book profile's run);
+    * ``two_losses x1, the deck's recovery``: one jitter at the window's start, then the deck's `RECOVERY` steps
+      under the centring penalty before the run ends (where the deck's next jitter would come), so that the
+      filters have the deck's time to recover from it.
     """
     around = max(1, round(AROUND_SHARE * base.steps))
     two = {f"two_losses x{f:g}": base.replace(method="two_losses", fr_lr=base.lr * f, record_around_steps=around)
            for f in DECK_FR_FACTORS}
     x1 = two["two_losses x1"]
+    ends = (DECK_FR_FACTORS[0], DECK_FR_FACTORS[-1])
+    deaf = {f"two_losses x{f:g} as the slide says": two[f"two_losses x{f:g}"].replace(weights_see_rate_loss=False) for f in ends}
     return {"lagrange": base.replace(method="lagrange"), "gamma": base.replace(method="gamma"), **two,
             "two_losses x1 per patch": x1.replace(fr_scope="patch"),
-            "two_losses x1 as the slide says": x1.replace(weights_see_rate_loss=False),
+            "two_losses x1 as the slide says": x1.replace(weights_see_rate_loss=False), **deaf,
             "two_losses x1, information moves gain and threshold": x1.replace(info_moves="all"),
             "two_losses x1 without jitter": x1.replace(jitter_every=0),
             "two_losses x1 without centring": x1.replace(centering_weight=0.0),
-            "two_losses x1 without either": x1.replace(jitter_every=0, centering_weight=0.0)}
+            "two_losses x1 without either": x1.replace(jitter_every=0, centering_weight=0.0),
+            "lagrange, constant lr": base.replace(method="lagrange", lr_schedule="constant"),
+            "two_losses x1, constant lr": x1.replace(lr_schedule="constant"),
+            "gamma, settling average": base.replace(method="gamma", homeostatic_ema=min(1.0, 20 / base.steps)),
+            "two_losses x1, the deck's recovery": recovery_run(x1)}
+
+
+RECOVERY = 5_000  # the deck's iterations between two jitters (train.py, dcb198e)
+
+
+def recovery_run(config: TrainConfig) -> TrainConfig:
+    """`config` cut to one jitter at its window's start and the deck's `RECOVERY` steps after it, the centring
+    penalty on through them (as in the deck's window), recorded as often as a run of that length is."""
+    start = config.jitter_start
+    steps = start + RECOVERY
+    every = max(1, steps // 20)
+    return config.replace(steps=steps, jitter_stop=start, jitter_every=RECOVERY, centering_start=start, centering_stop=steps,
+                          log_every=max(1, min(10, steps // 50)), histogram_every=every, matrices_every=every,
+                          matrices_window=every, record_around_steps=0)
 
 
 def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
@@ -211,3 +239,37 @@ def figure_tiles(path, patch_size: int, gap_level: float = 0.97) -> "torch.Tenso
     if not tiles:
         raise ValueError(f"no tiles found in {path}")
     return torch.stack(tiles)
+
+
+def deck_figures(*names: str, height: float = 3.2, stacked: bool = False):
+    """The deck's own figures `names` (files of ``shared/seeds/deck000-figures/``) drawn in one row (``stacked``:
+    one above the other, for wide strips such as lines of code), each titled with its page, to stand beside the
+    chapter's figure of the same slide. Returns the matplotlib figure, or None (after printing which are missing)
+    where this machine has none of them."""
+    import matplotlib.pyplot as plt
+
+    found = [(n, deck_figure(n)) for n in names]
+    missing = [n for n, p in found if p is None]
+    if missing:
+        print(f"the deck's figure(s) {', '.join(missing)} are not on this machine (set LIFCORE_SHARED to the folder "
+              "that holds seeds/deck000-figures/)")
+    found = [(n, p) for n, p in found if p is not None]
+    if not found:
+        return None
+    images = [plt.imread(str(p)) for _, p in found]
+    widths = [im.shape[1] / im.shape[0] for im in images]
+    if stacked:
+        heights = [8.5 / w for w in widths]
+        fig, axes = plt.subplots(len(images), 1, figsize=(8.5, sum(heights) + 0.35 * len(images)),
+                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
+        axes = axes.T
+    else:
+        fig, axes = plt.subplots(1, len(images), figsize=(min(8.5, height * sum(widths)), height),
+                                 gridspec_kw={"width_ratios": widths}, squeeze=False)
+    for ax, (name, _), image in zip(axes[0], found, images):
+        ax.imshow(image)
+        ax.set_axis_off()
+        page, _, what = name.removesuffix(".png").partition("-")
+        ax.set_title(f"the deck, page {int(page[1:])}: {what.replace('-', ' ')}", fontsize=8)
+    fig.tight_layout()
+    return fig

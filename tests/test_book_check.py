@@ -60,3 +60,21 @@ def test_a_broken_table_in_a_markdown_cell_fails_and_removed_cells_are_not_check
     assert found == [f for f in found if f.startswith("cell 0:")] and len(found) == 1
     assert check.problems(notebook(tmp_path, DEBRIS["an error"], tags=["remove-cell"])) == []
     assert check.problems(notebook(tmp_path, DEBRIS["a widget"], tags=["remove-output"])) == []
+
+
+def test_a_widget_is_published_only_as_an_anywidget_with_its_stored_state(tmp_path):
+    """An explorable (an anywidget whose state papermill stored) runs in the static page; a tqdm bar or an
+    ipywidgets control, even with state, or an anywidget without it, does not."""
+    view = display({"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2, "version_minor": 0},
+                    "text/plain": "ToyExplorer(...)"})
+    for module, stored, allowed in (("anywidget", True, True), ("@jupyter-widgets/controls", True, False),
+                                    ("anywidget", False, False)):
+        path = notebook(tmp_path, view)
+        nb = nbformat.read(path, as_version=4)
+        if stored:
+            nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {
+                "state": {"abc": {"model_module": module, "model_name": "AnyModel", "model_module_version": "~0.11.*",
+                                  "state": {}}}, "version_major": 2, "version_minor": 0}}
+        nbformat.write(nb, path)
+        found = check.problems(path)
+        assert (found == []) == allowed, (module, stored, found)

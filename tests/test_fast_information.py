@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from lifcore import timing
 from lifcore.coding import SoftplusEncoder, info, lapack
 from lifcore.train import deck_config, train
 
@@ -145,3 +146,23 @@ def test_the_batched_lu_check_stops_a_hung_child_and_reports_it(monkeypatch):
     monkeypatch.setattr(timing, "_LU_CHILD", "import time\nprint('spinning', flush=True)\ntime.sleep(60)")
     found = timing.batched_lu_check(matrices, n_threads=1, timeout=2)
     assert found["hung"] and found["timeout"] == 2 and math.isnan(found["error"])
+
+
+def test_compare_logdets_deck_form_is_per_sample():
+    """The deck's own form G_b K G_b + s^2 I, one matrix per sample: every method's log-determinant agrees with
+    float64 Cholesky (an independent closed form: logdet(G K G + s^2 I) = logdet(K + s^2 G^-2) + 2 sum log g),
+    and lifcore's shared-kernel row is absent; a kernel of the wrong shape is refused by name."""
+    torch.manual_seed(0)
+    n, b = 12, 5
+    a = torch.randn(n, n, dtype=torch.float64)
+    kernel = a @ a.T / n
+    g = torch.rand(b, n, dtype=torch.float64) + 0.1
+    deck_form = g[:, :, None] * kernel * g[:, None, :]
+    rows = timing.compare_logdets(deck_form, torch.ones(b, n, dtype=torch.float64), torch.float64, repeats=1)
+    assert {r["method"] for r in rows} == set(timing.LOGDET_METHODS)
+    assert all(r["undefined"] == 0 and r["logdet error"] < 1e-10 for r in rows)
+    shifted = kernel + torch.diag_embed(1 / g**2)
+    closed = torch.linalg.slogdet(shifted)[1] + 2 * g.log().sum(-1)
+    assert torch.allclose(torch.linalg.slogdet(deck_form + torch.eye(n, dtype=torch.float64))[1], closed)
+    with pytest.raises(ValueError, match="kernel must be"):
+        timing.compare_logdets(deck_form[:2], torch.ones(b, n, dtype=torch.float64), torch.float64)

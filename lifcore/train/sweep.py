@@ -108,7 +108,9 @@ def sweep(configs: dict[str, TrainConfig], cache_dir: str | Path = "runs", execu
         runner.update_parameters(**(slurm or {}))
     else:
         runner.update_parameters(timeout_min=(slurm or {}).get("timeout_min", 7 * 24 * 60))
-    queue, jobs = list(todo.items()), {}
+    # the longest runs first (by steps; a run waits for its start whatever its place): the local executor's
+    # cores then finish together instead of one long run trailing the rest
+    queue, jobs = sorted(todo.items(), key=lambda item: -item[1].steps), {}
 
     job_of_key = {}
 
