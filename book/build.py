@@ -24,7 +24,6 @@ import argparse
 import ast
 import concurrent.futures
 import ctypes
-import fnmatch
 import functools
 import hashlib
 import json
@@ -41,6 +40,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check  # noqa: E402  (book/check.py)
+import claims_page  # noqa: E402  (book/claims_page.py)
+import vendor  # noqa: E402  (book/vendor.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
@@ -52,20 +53,6 @@ VENDOR_CACHE = BUILD / "vendor-cache"
 # at once, 1 thread each 10-11 s against 2 threads each 42 s: OpenMP threads that wait on a busy core spin.
 ONE_THREAD = {name: os.environ.get(name, "1") for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
-# JavaScript the published pages need, taken from the npm registry at build time (with
-# `npm pack`) so that the book reads offline: Sphinx and myst-nb otherwise load MathJax,
-# RequireJS and the widget manager from CDNs. The files go to an `html_extra_path`
-# folder at the HTML root, not to `_static/` (files there are loaded twice).
-# (npm spec, files or folders inside the package, name at the HTML root)
-VENDORED = [
-    ("mathjax@3.2.2", ["es5/tex-chtml.js", "es5/output/chtml/fonts/woff-v2"], "mathjax"),
-    # the widget runtime of a page with an explorable (MyST-NB's nb_ipywidgets_js): RequireJS and the
-    # html-manager's AMD embedder, with its own fonts and styles beside it
-    ("requirejs@2.3.8", ["require.js"], "requirejs"),
-    ("@jupyter-widgets/html-manager@1.0.15", ["dist/embed-amd.js"] + [f"dist/*.{kind}" for kind in ("woff2", "woff", "ttf", "eot", "svg")],
-     "html-manager"),
-]
-WIDGETS = "widgets"  # anywidget's AMD module, from the installed Python package: the same version as the kernel's
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -281,129 +268,14 @@ def hide_parameter_cells(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def vendor(staging: Path) -> dict:
-    """Unpack VENDORED into ``staging/_vendor``; return the Sphinx settings that point at it.
-
-    Without npm (a machine with Python alone) nothing is vendored and the pages load
-    MathJax from its CDN, as Jupyter Book does by default: said, not hidden.
-    """
-    import tarfile
-
-    if shutil.which("npm") is None:
-        print("[book] npm not found: MathJax will be loaded from its CDN (equations need a network to render)")
-        return {}
-    VENDOR_CACHE.mkdir(parents=True, exist_ok=True)
-    target = staging / "_vendor"
-    for spec, members, name in VENDORED:
-        tarballs = sorted(VENDOR_CACHE.glob(spec.replace("@", "-").lstrip("-").replace("/", "-") + ".tgz"))
-        if not tarballs:
-            result = subprocess.run(["npm", "pack", spec, "--silent", "--pack-destination", str(VENDOR_CACHE)],
-                                    capture_output=True, text=True)
-            if result.returncode != 0:
-                print(f"[book] npm pack {spec} failed ({result.stderr.strip()[:200]}); pages will use the CDN")
-                return {}
-            tarballs = [VENDOR_CACHE / result.stdout.strip().splitlines()[-1]]
-        with tarfile.open(tarballs[0]) as archive:
-            for member in archive.getmembers():
-                inside = member.name.removeprefix("package/")
-                if member.isfile() and any(fnmatch.fnmatch(inside, m) or inside.startswith(m + "/") for m in members):
-                    destination = target / name / inside
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.extractfile(member) as src, open(destination, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-    anywidget_semver = vendor_anywidget(target)
-    # the embedder's styles ask for their fonts at "@jupyter-widgets/html-manager/dist/" beside the page: a copy
-    # there for the chapters (notebooks/), the only pages with widgets
-    fonts = target / "notebooks" / "@jupyter-widgets" / "html-manager" / "dist"
-    fonts.mkdir(parents=True, exist_ok=True)
-    for font in (target / "html-manager" / "dist").iterdir():
-        if font.suffix in (".woff2", ".woff", ".ttf", ".eot", ".svg"):
-            shutil.copy2(font, fonts / font.name)
-    # add_js_file prefixes "_static/": "../" climbs back to the HTML root. The embedder loads widget modules
-    # from `data-jupyter-widgets-cdn` only (never from jsDelivr): the folder beside the pages, which
-    # RequireJS resolves from the page's own folder (every chapter is one level down, in notebooks/).
-    widgets_js = {"../requirejs/require.js": {},
-                  "../html-manager/dist/embed-amd.js": {"data-jupyter-widgets-cdn": f"../{WIDGETS}/",
-                                                        "data-jupyter-widgets-cdn-only": "true"}}
-    print(f"[book] widget runtime vendored (anywidget {anywidget_semver})")
-    return {"html_extra_path": ["_vendor"], "mathjax_path": "../mathjax/es5/tex-chtml.js", "nb_ipywidgets_js": widgets_js}
-
-
-def vendor_anywidget(target: Path) -> str:
-    """Copy anywidget's AMD module (its classic-notebook extension, which @jupyter-widgets/html-manager loads)
-    from the installed Python package to where the embedder asks for ``anywidget@<version>/dist/index.js``;
-    returns that version (the ``_model_module_version`` every anywidget carries)."""
-    import anywidget
-    from anywidget._version import _ANYWIDGET_SEMVER_VERSION
-
-    source = Path(anywidget.__file__).parent / "nbextension" / "index.js"
-    destination = target / WIDGETS / f"anywidget@{_ANYWIDGET_SEMVER_VERSION}" / "dist" / "index.js"
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source, destination)
-    return _ANYWIDGET_SEMVER_VERSION
-
-
 def stage_config(staging: Path) -> None:
     """Copy _config.yml, _toc.yml and the book's own style sheet (`book/_static`: CSS only; Jupyter Book 1
     adds every file there to every page) into the staging folder, adding the vendored paths."""
     shutil.copy2(ROOT / "_toc.yml", staging / "_toc.yml")
     shutil.copytree(ROOT / "book" / "_static", staging / "_static", dirs_exist_ok=True)
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    config.setdefault("sphinx", {}).setdefault("config", {}).update(vendor(staging))
+    config.setdefault("sphinx", {}).setdefault("config", {}).update(vendor.vendor(staging, VENDOR_CACHE))
     (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-CLAIMS_MIME = "application/vnd.lifcore.claim+json"  # notebooks/claims.py
-CLAIMS_PAGE = "book/claims"
-
-
-def write_claims_page(entries: list[str], target: Path) -> int:
-    """The page "What the decks claimed, and what the book found", from the claims the executed
-    chapters recorded (notebooks/claims.py), in table-of-contents order. Returns their number."""
-    import nbformat
-
-    rows = []
-    for entry in entries:
-        executed = SRC / Path(entry).with_suffix(".ipynb")
-        if not executed.exists():
-            continue
-        nb = nbformat.read(executed, as_version=4)
-        title = next((c.source.splitlines()[0].lstrip("# ").strip() for c in nb.cells if c.cell_type == "markdown"), entry)
-        for cell in nb.cells:
-            for output in cell.get("outputs", []):
-                claim = output.get("data", {}).get(CLAIMS_MIME)
-                if claim:
-                    rows.append((claim, title, Path(entry).name))
-
-    def cell(text):
-        return str(text).replace("|", "/").replace("\n", " ")
-
-    decks = {"001": "May 2021 (LIF networks)", "000": "January 2024 (efficient coding)"}
-    lines = ["# What the decks claimed, and what the book found", "",
-             "Every claim or open question of the two decks that a chapter tests, with the chapter's verdict and the",
-             "number that decides it. This page is generated at each build from the executed chapters (each records its",
-             "verdicts where it computes them, `notebooks/claims.py`): it cannot say what its chapters do not.", "",
-             "A claim is *supported* or *not supported*; a question is *answered* only where the page's number answers",
-             "it and matches what the deck's own run showed; either is *not tested here* when the page cannot decide it,",
-             "and says why. The column *on the unconverged model* gives the verdict a chapter had when the book's runs",
-             "began from the deck's random start and never formed receptive fields (64 neurons on 8x8 patches of four",
-             "scikit-image photographs, 2,000 steps), where it differs from today's; that book's scale also had *partly",
-             "supported* and *open*.", ""]
-    for deck in ("001", "000"):
-        mine = [r for r in rows if r[0]["deck"] == deck]
-        if not mine:
-            continue
-        lines += [f"## The deck of {decks[deck]}", "",
-                  "| slide | claim or question | verdict | deciding number | on the unconverged model | chapter |",
-                  "|---|---|---|---|---|---|"]
-        for c, title, name in mine:
-            number = c["number"] + (f" (not tested here: {c['why']})" if c.get("why") else "")
-            lines.append(f"| {cell(c['slide'])} | {cell(c['claim'])} | **{cell(c['verdict'])}** | {cell(number)} | "
-                         f"{cell(c.get('was') or '')} | [{cell(title)}](../notebooks/{name}.ipynb) |")
-        lines.append("")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(lines) + "\n")
-    return len(rows)
 
 
 def _interrupt(signum, frame):
@@ -465,7 +337,7 @@ def main(argv=None) -> int:
                 print(f"[book] {entry}: skipped (--only)")
                 continue
             pending.append((entry, notebook, target, parameters, stamp, stamp_file))
-        elif entry == CLAIMS_PAGE:
+        elif entry == claims_page.CLAIMS_PAGE:
             continue  # generated below, from the executed chapters
         else:
             page = source.with_suffix(".md")
@@ -514,9 +386,9 @@ def main(argv=None) -> int:
             raise
     timings = {entry: timings[entry] for entry, *_ in pending if entry in timings}  # in the book's order
 
-    if CLAIMS_PAGE in toc_files(toc):
-        count = write_claims_page(toc_files(toc), SRC / f"{CLAIMS_PAGE}.md")
-        print(f"[book] {CLAIMS_PAGE}: {count} claims from the executed chapters")
+    if claims_page.CLAIMS_PAGE in toc_files(toc):
+        count = claims_page.write_claims_page(toc_files(toc), SRC, SRC / f"{claims_page.CLAIMS_PAGE}.md")
+        print(f"[book] {claims_page.CLAIMS_PAGE}: {count} claims from the executed chapters")
     if timings:
         print("[book] execution times: " + ", ".join(f"{Path(k).stem} {v:.0f} s" for k, v in timings.items()))
     if failures:

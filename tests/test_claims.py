@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "notebooks"))
 import claims  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("build", ROOT / "book" / "build.py")
-build = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build)
+spec = importlib.util.spec_from_file_location("claims_page", ROOT / "book" / "claims_page.py")
+claims_page = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(claims_page)
 
 
 @pytest.mark.parametrize("verdict, kwargs, message", [
@@ -89,7 +89,7 @@ def test_every_chapter_that_can_answer_passes_matched():
             assert "why" in keywords, f"{chapter}: a call that can record 'not tested here' must pass why="
 
 
-def test_the_claims_page_shows_why_and_the_former_verdict(tmp_path, monkeypatch):
+def test_the_claims_page_shows_why_and_the_former_verdict(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_markdown_cell("# A chapter"))
     cell = nbformat.v4.new_code_cell("")
@@ -99,12 +99,11 @@ def test_the_claims_page_shows_why_and_the_former_verdict(tmp_path, monkeypatch)
     nb.cells.append(cell)
     (tmp_path / "notebooks").mkdir()
     nbformat.write(nb, tmp_path / "notebooks" / "chapter.ipynb")
-    monkeypatch.setattr(build, "SRC", tmp_path)
     target = tmp_path / "claims.md"
-    assert build.write_claims_page(["notebooks/chapter"], target) == 1
+    assert claims_page.write_claims_page(["notebooks/chapter"], tmp_path, target) == 1
     row = next(line for line in target.read_text().splitlines() if "why so negative?" in line)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2] == "**not tested here**"
     assert "the deck's C_x is not here" in cells[3]
     assert cells[4] == "answered"
-    assert build.CLAIMS_MIME == claims.MIME
+    assert claims_page.CLAIMS_MIME == claims.MIME

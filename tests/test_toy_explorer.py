@@ -80,14 +80,13 @@ def one_page_book(tmp_path: Path) -> Path:
     spec = importlib.util.spec_from_file_location("build", ROOT / "book" / "build.py")
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    build.VENDOR_CACHE = ROOT / "_build" / "vendor-cache"  # the npm tarballs, shared with `make book`
     src = tmp_path / "src"
     (src / "notebooks").mkdir(parents=True)
     quick = dict(grid=10)  # the defaults otherwise (a coarser grid)
     build.execute(ROOT / "notebooks" / "toy_gaussian.ipynb", src / "notebooks" / "toy_gaussian.ipynb", quick, timeout=600)
     (src / "_toc.yml").write_text("format: jb-book\nroot: notebooks/toy_gaussian\n")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    settings = build.vendor(src)
+    settings = build.vendor.vendor(src, ROOT / "_build" / "vendor-cache")  # npm's tarballs, shared with `make book`
     if "nb_ipywidgets_js" not in settings:
         pytest.skip("npm is not available: the widget runtime cannot be vendored")
     config["sphinx"]["config"].update(settings)
