@@ -66,14 +66,16 @@ export function stationaryPoint(lr, frLr) {
   return [CENTER[0] - COUPLING * (x2 - CENTER[1]), x2];
 }
 
-const SLIDERS = [ // trait, label, min, max, step
-  ["x1", "start x1", -4, 6, 0.01],
-  ["x2", "start x2", -4, 6, 0.01],
-  ["lr", "lr (first optimiser)", 0.0005, 0.1, 0.0005],
-  ["fr_lr", "fr_lr (second optimiser)", 0.005, 0.495, 0.005],
-  ["multiplier_lr", "multiplier lr (Lagrange)", 0.005, 1, 0.005],
-  ["iterations", "iterations", 0, 20000, 10],
+const SLIDERS = [ // trait, label, step (the range is the widget's `limits`, toy_explorer.py's LIMITS)
+  ["x1", "start x1", 0.01],
+  ["x2", "start x2", 0.01],
+  ["lr", "lr (first optimiser)", 0.0005],
+  ["fr_lr", "fr_lr (second optimiser)", 0.005],
+  ["multiplier_lr", "multiplier lr (Lagrange)", 0.005],
+  ["iterations", "iterations", 10],
 ];
+// every trait the drawing depends on
+const TRAITS = ["method", "x1", "x2", "lr", "fr_lr", "multiplier_lr", "rho", "rate_weight", "iterations"];
 
 function render({ model, el }) {
   const size = 360;
@@ -97,7 +99,9 @@ function render({ model, el }) {
   methodLabel.textContent = "method";
   panel.append(methodLabel, method, document.createElement("span"));
   const inputs = {}, shown = {};
-  for (const [name, label, min, max, step] of SLIDERS) {
+  const limits = model.get("limits");
+  for (const [name, label, step] of SLIDERS) {
+    const [min, max] = limits[name];
     const text = document.createElement("label");
     text.textContent = label;
     const input = document.createElement("input");
@@ -155,8 +159,7 @@ function render({ model, el }) {
   }
 
   function draw() {
-    const p = Object.fromEntries(["method", "x1", "x2", "lr", "fr_lr", "multiplier_lr", "rho", "rate_weight", "iterations"]
-      .map((name) => [name, model.get(name)]));
+    const p = Object.fromEntries(TRAITS.map((name) => [name, model.get(name)]));
     method.value = p.method;
     for (const [name] of SLIDERS) {
       inputs[name].value = p[name];
@@ -190,10 +193,9 @@ function render({ model, el }) {
       + (fixed && p.method === "alternating" ? `; the two optimisers' stationary point (orange) is (${fixed[0].toFixed(4)}, ${fixed[1].toFixed(4)})` : "");
   }
 
-  const names = ["method", "x1", "x2", "lr", "fr_lr", "multiplier_lr", "rho", "rate_weight", "iterations"];
-  for (const name of names) model.on(`change:${name}`, draw);
+  for (const name of TRAITS) model.on(`change:${name}`, draw);
   draw();
-  return () => { for (const name of names) model.off(`change:${name}`, draw); };
+  return () => { for (const name of TRAITS) model.off(`change:${name}`, draw); };
 }
 
 export default { render };

@@ -21,13 +21,14 @@ import traitlets
 from lifcore import toy
 
 LIMITS = {"x1": (-4.0, 6.0), "x2": (-4.0, 6.0), "lr": (0.0005, 0.1), "fr_lr": (0.005, 0.495),
-          "multiplier_lr": (0.005, 1.0), "iterations": (0, 20_000)}  # the sliders' ranges (toy_explorer.js)
+          "multiplier_lr": (0.005, 1.0), "iterations": (0, 20_000)}  # the sliders' ranges, sent to the page (`limits`)
 
 
 class ToyExplorer(anywidget.AnyWidget):
     """The deck's two-optimiser toy and the book's methods on it, explorable in a browser."""
 
     _esm = Path(__file__).with_name("toy_explorer.js").read_text()
+    limits = traitlets.Dict(LIMITS, read_only=True).tag(sync=True)
     method = traitlets.Unicode("alternating").tag(sync=True)
     x1 = traitlets.Float(2.0).tag(sync=True)
     x2 = traitlets.Float(1.0).tag(sync=True)

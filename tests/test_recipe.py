@@ -133,3 +133,17 @@ def test_one_spelling_one_key_and_options_that_cannot_act_are_refused():
         deck_config(5, **SIZE, method="two_losses", nonlinearity_lr=0.1)
     with pytest.raises(ValueError, match="filter_init='lattice' draws an ON and an OFF population: it needs n_neurons >= 2"):
         recipe_config(5, **(SIZE | {"n_neurons": 1}))
+
+
+def test_late_change_of_a_series_against_its_closed_form():
+    """A series linear in its steps: the change over the last quarter is the slope times the stretch."""
+    steps = list(range(0, 1001, 10))
+    values = [3.0 + 0.002 * s for s in steps]
+    late = evaluate.late_change(steps, values, share=0.25)
+    assert late["slope"] == pytest.approx(0.002)
+    assert late["change"] == pytest.approx(0.002 * 250)
+    assert late["relative"] == pytest.approx(0.5 / 5.0)
+    with pytest.raises(ValueError, match="share=0"):
+        evaluate.late_change(steps, values, share=0)
+    with pytest.raises(ValueError, match="same length"):
+        evaluate.late_change(steps, values[:-1])

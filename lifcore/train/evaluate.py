@@ -46,3 +46,23 @@ def training_rates(run: Run, count: int = 8192, gain_at: str | None = None, seed
     distribution; held-out scenes differ in contrast, and with them the rates)."""
     points = _points(run, run.data.train[-count:], gain_at, seed)
     return run.model.rate(points).mean(0).cpu()
+
+
+def late_change(steps, values, share: float = 0.25) -> dict:
+    """How a logged series moved over the last `share` of its steps (e.g. ``run.series("info/I")``): the
+    ``change`` (last value minus the value at the first record in that stretch), the same ``relative`` to the
+    last value's size, and the least-squares ``slope`` per step there. A run whose information still changes
+    by more than a percent or so over its last quarter has not settled."""
+    import numpy as np
+
+    if not 0 < share <= 1:
+        raise ValueError(f"share={share!r} must be in (0, 1]")
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if steps.ndim != 1 or steps.shape != values.shape or len(steps) < 2:
+        raise ValueError(f"steps and values must be two 1-D series of the same length >= 2; got {steps.shape}, {values.shape}")
+    late = steps >= steps[-1] - share * (steps[-1] - steps[0])
+    if late.sum() < 2:
+        late[-2:] = True
+    change = values[-1] - values[late][0]
+    return {"change": float(change), "relative": float(change / abs(values[-1])) if values[-1] else float("nan"),
+            "slope": float(np.polyfit(steps[late], values[late], 1)[0])}
