@@ -5,7 +5,8 @@ The package behind the lifcore book; it knows nothing of notebooks.
 Layout
 ------
 ``snn/``          Part I (seed 001): surrogate, lif, bptt (its hand-written backward), eprop (one pass),
-                  workspace (buffers kept between calls), transfer, losses, grad, fit, measure, branching
+                  workspace (buffers kept between calls), transfer, losses, information (of spike counts),
+                  grad, fit, measure, branching
 ``coding/``       Part II (seed 000): data, info, lapack (the CPU kernel of info), encoder (the
                   interface), soft_lif, softplus, kernels
 ``constraints/``  rate-constraint methods behind one driver: lagrange, two_losses, gamma (homeostatic),
@@ -22,7 +23,8 @@ Glossary: one name per concept
 ``rate_weight``    weight of a rate loss: seed 001's alpha (rate) and beta (rate variance), the
                    weight of ``sum h^2`` in the constraint methods (1 in the deck's Two_losses)
 ``r0``             target rate (spikes per step for LIF neurons; 1 in the deck's rate units)
-``h``              rate error ``r_j - r0`` (``fr_scope="neuron"``) or ``mean r - r0`` (``"population"``)
+``h``              rate error ``r_j - r0`` (``fr_scope="neuron"``) or ``mean r - r0`` (``"population"``); relative,
+                   ``r_j / r0 - 1``, in `lifcore.snn.information.InformationLoss`
 ``lr``             learning rate of the information (objective) step
 ``fr_lr``          learning rate of a separate rate step (the deck's ``FR_learning_rate``)
 ``multiplier_lr``  the project's own dual step of the Lagrange multipliers (the deck: none, the
@@ -38,6 +40,8 @@ Glossary: one name per concept
 ``I``, ``MI``      the mutual information I(X;R), nats unless a name says bits
 ``terms/KL``, ``terms/MI``, ``terms/H_X``  the deck's logged quantities: ``2 I`` in bits,
                    ``H_X + I`` in bits, the patch entropy in bits (``lifcore.train.record``)
+``repeats``        presentations of each patch in a batch of `lifcore.snn.information` (sample b = p R + k)
+``input_norm``     the norm every row of a LIF network's ``w_in`` is held at (its filters keep their size)
 ``beta``           the deck's weight of its "KL" in the loss (-1/2: the loss is ``-I`` in bits)
 """
 from . import coding, constraints, plots, snn, tiles, timing, toy, train

@@ -186,3 +186,11 @@ def part_two(**more) -> dict:
     """The rules of every Part II chapter's shared parameters (`deck`, `runs_dir`, `progress`, `device`),
     with the chapter's own `more`: ``_p.check(globals(), **_p.part_two(tiles=_p.integer(1)))``."""
     return dict(deck=deck_fields(), runs_dir=text(), progress=flag(), device=device(), **more)
+
+
+def part_one(**more) -> dict:
+    """The rules of the LIF parameters every Part I chapter shares (the network: `n_in`, `n_neurons`, `T`,
+    `alpha`, `input_rate`, `w_in_scale`; `device`), with the chapter's own `more`:
+    ``_p.check(globals(), **_p.part_one(batch=_p.integer(1)))``."""
+    return dict(n_in=integer(1), n_neurons=integer(2), T=integer(2), alpha=number(0, 1, open_low=True),
+                input_rate=number(0, 1), w_in_scale=number(0), device=device(), **more)

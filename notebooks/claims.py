@@ -14,6 +14,9 @@ The scale cannot over-score:
   run showed (``matched=True``, the same boolean the page's text uses); a question whose deciding
   number the page calls unmatched cannot be recorded "answered" (`record` refuses it);
 * either is "not tested here" when the page cannot decide it, with ``why``.
+
+Seed 001 asks its questions without a run of its own to match: there ``matched`` is whether the page's
+test decides between the answers it tests (the chapter says how), the only match its numbers can have.
 """
 from __future__ import annotations
 

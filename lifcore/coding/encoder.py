@@ -136,9 +136,10 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A noisy response ``r = f(W (x + n_x) (+ b)) + n_r`` ``[B, N]``."""
-        n_x = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * self.input_noise
+        drawn_on = generator.device if generator is not None else x.device  # where the generator draws
+        n_x = torch.randn(x.shape, generator=generator, device=drawn_on, dtype=x.dtype).to(x.device) * self.input_noise
         r = self.rate(x + n_x)
-        return r + torch.randn(r.shape, generator=generator, device=r.device, dtype=r.dtype) * self.output_noise
+        return r + torch.randn(r.shape, generator=generator, device=drawn_on, dtype=r.dtype).to(r.device) * self.output_noise
 
     @torch.no_grad()
     def project_(self) -> None:

@@ -22,6 +22,12 @@ from .base import ConstraintMethod, check_choice, check_positive
 MULTIPLIER_INITS = ("uniform", "zero")
 
 
+def augmented_lagrangian(multiplier: torch.Tensor, error: torch.Tensor, rho: float) -> torch.Tensor:
+    """``sum_j lambda_j h_j + rho/2 sum_j h_j^2``: what the constraint adds to the objective (the spiking
+    network's `lifcore.snn.information.InformationLoss` takes its rho term from two halves of a batch)."""
+    return (multiplier * error).sum() + 0.5 * rho * (error**2).sum()
+
+
 class Lagrange(ConstraintMethod):
     name = "lagrange"
 
@@ -50,13 +56,13 @@ class Lagrange(ConstraintMethod):
         return self.multiplier.detach()
 
     def constraint_term(self, error):
-        return (self.multiplier.detach() * error).sum() + 0.5 * self.rho * (error**2).sum()
+        return augmented_lagrangian(self.multiplier.detach(), error, self.rho)
 
     def step(self, evaluate):
         evaluation = evaluate()
         error = self.error(evaluation)
         multiplier = self.multiplier if self.multiplier_lr is None else self.multiplier.detach()
-        loss = evaluation.objective + (multiplier * error).sum() + 0.5 * self.rho * (error**2).sum()
+        loss = evaluation.objective + augmented_lagrangian(multiplier, error, self.rho)
         optimizer = self.optimizers["main"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,17 +40,45 @@ from .workspace import buffer
 INPUT_CHUNK = 10
 
 
-def _unbound(tensor: torch.Tensor | None, T: int):
-    """``tensor.unbind(0)``, or T Nones (an output that got no gradient)."""
-    return tensor.unbind(0) if tensor is not None else (None,) * T
-
-
 def _with_reset(w_rec_t: torch.Tensor, v_th: torch.Tensor) -> torch.Tensor:
     """``W^T - diag(v_th)``: the reset ``- v_th z[t-1]`` is the diagonal of the recurrent product,
     which W (no self-connections) leaves free, so one ``addmm`` does both."""
     w = w_rec_t.detach().clone()
     w.diagonal().sub_(v_th.detach())
     return w
+
+
+def chunk_current(current: torch.Tensor, x: torch.Tensor, t: int, w_in: torch.Tensor,
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """``I[t] = W_in x[t] + b`` from the chunk buffer `current` ``[K, B, n]``: at every K-th step the next K
+    steps' currents are one product, written into the buffer just before the steps read them (in cache)."""
+    K = current.shape[0]
+    if t % K == 0:
+        torch.matmul(x[t:t + K], w_in.t(), out=current[:min(K, x.shape[0] - t)])
+        if bias is not None:
+            current += bias
+    return current[t % K]
+
+
+def lif_step_into(v_out: torch.Tensor, z_out: torch.Tensor, current_t: torch.Tensor, v: torch.Tensor | None,
+                  z: torch.Tensor | None, alpha: float, w_step: torch.Tensor | None, v_th: torch.Tensor) -> None:
+    """The step of `lifcore.snn.lif` written into `v_out`, `z_out` (``[B, n]``, no allocation; `v_out` may be `v`)::
+
+        v[t] = alpha v[t-1] + I[t] + z[t-1] (W^T - diag v_th)    (or - v_th z[t-1] without recurrence)
+        z[t] = H(v[t] - v_th)
+
+    `w_step` is ``W^T - diag(v_th)`` (`_with_reset`) or None; ``v = z = None`` is rest: ``v[0] = I[0]``.
+    The one step of the fused BPTT (`LIFSequence`) and of e-prop's one pass (`lifcore.snn.eprop`): both
+    call it, so the two paths round alike (`lif_step`, the autograd reference, is written for autograd)."""
+    if v is None:
+        v_out.copy_(current_t)
+    else:
+        torch.add(current_t, v, alpha=alpha, out=v_out)
+        if w_step is not None:
+            v_out.addmm_(z, w_step)
+        else:
+            v_out.addcmul_(v_th, z, value=-1.0)
+    torch.gt(v_out, v_th, out=z_out)  # the Heaviside, as 0./1. in the input's dtype
 
 
 SECOND_DERIVATIVE = ("the fused BPTT of LIFNetwork has its backward written by hand and cannot be differentiated again "
@@ -70,26 +98,11 @@ class LIFSequence(torch.autograd.Function):
         v_all, z_all = torch.empty(T, B, n, **like), torch.empty(T, B, n, **like)
         w_step = _with_reset(w_rec_t, v_th) if w_rec_t is not None else None
         # I[t] = W_in x[t] + b, INPUT_CHUNK steps per product, just before the steps use it (in cache)
-        K = min(INPUT_CHUNK, T)
-        current = buffer("bptt_current", (K, B, n), **like)
-        v, z = v0, z0
+        current = buffer("bptt_current", (min(INPUT_CHUNK, T), B, n), **like)
+        v, z = v0, z0  # None, None: from rest
         for t in range(T):
-            k = t % K
-            if k == 0:
-                torch.matmul(x[t:t + K], w_in.t(), out=current[:min(K, T - t)])
-                if bias is not None:
-                    current += bias
-            current_t, v_t, z_t = current[k], v_all[t], z_all[t]
-            if t == 0 and v0 is None:  # from rest (v = z = 0): v[0] = I[0]
-                v_t.copy_(current_t)
-            else:
-                torch.add(current_t, v, alpha=alpha, out=v_t)
-                if w_step is not None:
-                    v_t.addmm_(z, w_step)
-                else:
-                    v_t.addcmul_(v_th, z, value=-1.0)
-            torch.gt(v_t, v_th, out=z_t)  # the Heaviside, as 0./1. in the input's dtype
-            v, z = v_t, z_t
+            lif_step_into(v_all[t], z_all[t], chunk_current(current, x, t, w_in, bias), v, z, alpha, w_step, v_th)
+            v, z = v_all[t], z_all[t]
         ctx.save_for_backward(x, w_in, v_all, z_all, w_rec_t, w_step, v_th, z0)
         ctx.alpha, ctx.surrogate, ctx.mode = alpha, surrogate, mode
         return z_all, v_all
@@ -130,8 +143,12 @@ class LIFSequence(torch.autograd.Function):
         delta_all = buffer("bptt_delta", (T, B, n), **like)  # dE/dv: used here only, so kept between calls
         zeta, psi = torch.empty(B, n, **like), torch.empty(B, n, **like)
         delta_next = None
-        steps = list(zip(v_all.unbind(0), delta_all.unbind(0), _unbound(grad_z, T), _unbound(grad_v, T)))
-        for v_t, delta_t, grad_z_t, grad_v_t in reversed(steps):
+        # step by step from the end, each view made when it is used: a list of all 4 T views at once set off
+        # Python's garbage collector (gen 2, ~45 ms at T = 800) inside the call; these views make no cycles
+        for t in range(T - 1, -1, -1):
+            v_t, delta_t = v_all[t], delta_all[t]
+            grad_z_t = grad_z[t] if grad_z is not None else None
+            grad_v_t = grad_v[t] if grad_v is not None else None
             dz = grad_z_t  # zeta[t] = dE/dz[t] + what v[t+1] sends back
             if delta_next is not None and back is not None:
                 if back == "reset":

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .bptt import INPUT_CHUNK, _with_reset
+from .bptt import INPUT_CHUNK, _with_reset, chunk_current, lif_step_into
 from .lif import LIFNetwork, LIFParameters, lif_step, zero_state
 from .losses import SpikeLoss
 from .workspace import buffer
@@ -100,24 +100,14 @@ class _OnePass:
         self.keys = None  # the factors' names, known at the first step
 
     def step(self, t: int) -> None:
-        """The network's step t (as `lif_sequence` computes it: the same rounding) and its traces."""
-        x, alpha, v, k = self.x, self.alpha, self.v, t % self.K
-        chunk = self.current.shape[0]
-        if t % chunk == 0:
-            torch.matmul(x[t:t + chunk], self.net.w_in.detach().t(), out=self.current[:min(chunk, x.shape[0] - t)])
-            if self.net.bias is not None:
-                self.current += self.net.bias.detach()
-        current_t = self.current[t % chunk]
+        """The network's step t (`lif_step_into`, the step `lif_sequence` takes) and its traces."""
+        x, alpha, k = self.x, self.alpha, t % self.K
+        bias = self.net.bias.detach() if self.net.bias is not None else None
+        current_t = chunk_current(self.current, x, t, self.net.w_in.detach(), bias)
         self.z, self.z_prev = self.z_prev, self.z  # z_prev <- z[t-1]; z's buffer takes z[t]
-        if t == 0:
-            v.copy_(current_t)
-        else:
-            torch.add(current_t, v, alpha=alpha, out=v)
-            if self.w_step is not None:
-                v.addmm_(self.z_prev, self.w_step)
-            else:
-                v.addcmul_(self.v_th, self.z_prev, value=-1.0)
-        torch.gt(v, self.v_th, out=self.z)
+        rest = t == 0
+        lif_step_into(self.v, self.z, current_t, None if rest else self.v, None if rest else self.z_prev, alpha,
+                      self.w_step, self.v_th)
         # eps[t] = alpha eps[t-1] + [x[t] | z[t-1]], all evaluated at step t
         e, n_in = self.eps[k], self.n_in
         if t == 0:

@@ -94,13 +94,14 @@ class LIFNetwork(nn.Module):
     ``recurrent=False``) whose diagonal is held at zero, also under training (the
     forward pass uses ``w_rec * (1 - I)``, so the diagonal never gets a gradient);
     optional ``bias`` ``[n_neurons]`` (``learn_bias``) and a per-neuron learnable
-    threshold ``v_th`` (``learn_threshold``).
+    threshold ``v_th`` (``learn_threshold``). `input_norm`: every row of ``w_in`` is held at this
+    norm (`project_`; None, the default: free); it then sets the rows' size, and `w_in_scale` only their start.
     """
 
     def __init__(self, n_in: int, n_neurons: int, alpha: float = 0.95, v_th: float = 1.0, recurrent: bool = True,
                  surrogate: str | Surrogate = "bellec", *, learn_bias: bool = False, learn_threshold: bool = False,
-                 w_in_scale: float = 1.0, w_rec_scale: float = 1.0, device: str | torch.device | None = "cpu",
-                 dtype: torch.dtype = torch.float32):
+                 w_in_scale: float = 1.0, w_rec_scale: float = 1.0, input_norm: float | None = None,
+                 device: str | torch.device | None = "cpu", dtype: torch.dtype = torch.float32):
         super().__init__()
         n_in, n_neurons = integer("n_in", n_in), integer("n_neurons", n_neurons)
         self.alpha = check_alpha(alpha)
@@ -120,12 +121,24 @@ class LIFNetwork(nn.Module):
         else:
             self.register_buffer("off_diagonal", None)
             self.w_rec = None
+        if input_norm is not None and (isinstance(input_norm, bool) or not isinstance(input_norm, (int, float))
+                                       or not 0 < input_norm < math.inf):
+            raise ValueError(f"input_norm={input_norm!r} must be a finite number > 0 (the norm of every row of w_in) or None")
+        self.input_norm = None if input_norm is None else float(input_norm)
+        self.project_()
         self.bias = nn.Parameter(torch.zeros(n_neurons, **factory)) if learn_bias else None
         v_th_tensor = torch.full((n_neurons,), float(v_th), **factory)
         if learn_threshold:
             self.v_th = nn.Parameter(v_th_tensor)
         else:
             self.register_buffer("v_th", v_th_tensor)
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """With `input_norm`: every row of ``w_in`` back to that norm (`fit` calls it after each step), so
+        that a neuron's input filter keeps its size and only its shape, bias and threshold learn; else nothing."""
+        if self.input_norm is not None:
+            self.w_in.mul_(self.input_norm / self.w_in.norm(dim=1, keepdim=True).clamp_min(1e-30))
 
     def input_current(self, x: torch.Tensor) -> torch.Tensor:
         """``W_in x[t] + b`` for every step at once: one ``[T*B, n_in] x [n_in, n_neurons]`` product."""
@@ -182,21 +195,33 @@ class LIFNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"n_in={self.n_in}, n_neurons={self.n_neurons}, alpha={self.alpha}, recurrent={self.recurrent}, "
-                f"surrogate={self.surrogate.name!r}, learn_bias={self.bias is not None}, "
+                + (f"input_norm={self.input_norm}, " if self.input_norm is not None else "")
+                + f"surrogate={self.surrogate.name!r}, learn_bias={self.bias is not None}, "
                 f"learn_threshold={isinstance(self.v_th, nn.Parameter)}")
 
 
-def simulated_rate(current: torch.Tensor, alpha: float, v_th: float = 1.0, steps: int = 2000,
+def simulated_rate(current: torch.Tensor, alpha: float, v_th: float | torch.Tensor = 1.0, steps: int = 2000,
                    warmup: int = 200) -> torch.Tensor:
-    """Spike count / steps of uncoupled LIF neurons of `lifcore.snn.lif` driven by each constant current."""
+    """Spike count / steps of uncoupled LIF neurons of `lifcore.snn.lif` driven by each constant current.
+    `v_th` is one threshold, or a tensor of one per current (a trained network's thresholds)."""
     alpha = check_alpha(alpha)
     check_v_th(v_th)
     steps, warmup = integer("steps", steps), integer("warmup", warmup, low=0)
     current = torch.as_tensor(current, dtype=torch.float64).flatten()
+    if torch.is_tensor(v_th):
+        v_th = v_th.detach().to(current.device, torch.float64).flatten()
+        if not bool(torch.isfinite(v_th).all()):
+            raise ValueError("v_th holds NaN or Inf values: every threshold must be a finite number > 0")
+        if v_th.numel() == 1:
+            v_th = float(v_th)
+        elif v_th.numel() != current.numel():
+            raise ValueError(f"v_th has {v_th.numel()} thresholds for {current.numel()} currents: give one, or one per current")
+    else:
+        v_th = float(v_th)
     memory.require(3 * (warmup + steps) * current.numel() * 8, f"simulating {current.numel()} neurons for {warmup + steps} steps",
                    "steps (fi_steps) or the number of currents (fi_points)")
     drive = current.expand(warmup + steps, 1, current.numel())
-    params = LIFParameters(alpha, float(v_th), None, get_surrogate("bellec"))
+    params = LIFParameters(alpha, v_th, None, get_surrogate("bellec"))
     with torch.no_grad():
         z, _, _ = lif_forward(drive, params)
     return z[warmup:].mean(dim=(0, 1))

@@ -49,6 +49,9 @@ class SpikeLoss:
         """The coefficients ``a_k`` (``[B, n]`` or ``[B, 1]``), once every step was observed."""
         raise NotImplementedError
 
+    def after_step(self) -> None:
+        """What the loss does after each optimiser step (`InformationLoss`: its multipliers' dual ascent); nothing here."""
+
     @property
     def factorised(self) -> bool:
         """Whether this loss writes its learning signal as ``sum_k a_k f_k[t]`` (see module docstring)."""
@@ -227,6 +230,10 @@ class SumLoss(SpikeLoss):
 
     def value(self):
         return sum(loss.value() for loss in self.losses)
+
+    def after_step(self):
+        for loss in self.losses:
+            loss.after_step()
 
     @property
     def factorised(self):  # a readout term (its signal known online, no factors) falls back to two passes

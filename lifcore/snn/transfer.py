@@ -107,3 +107,32 @@ def soft_lif_rate_derivative(current: torch.Tensor, alpha: float, v_th: float = 
     through_drive = c / log_term**2 * gap / (soft_drive * (soft_drive + gap)) * gate**2
     through_gate = c / log_term * (sharpness / v_th) * gate * (1.0 - gate)
     return (through_drive + through_gate) / (1.0 - alpha)
+
+
+def equalising_rates(current: torch.Tensor, mean_rate: float | None = None) -> torch.Tensor:
+    """The rates that would make a neuron's output distribution the one of largest entropy, for the
+    currents ``[P, n]`` it receives (P stimuli, n neurons; each column on its own), from their empirical
+    distribution function ``F_j = (rank + 1/2) / P`` (ranks 0 to P - 1; equal currents are ranked in their order):
+
+    * ``mean_rate=None``: a bounded output, Laughlin (1981): ``r = F_j(u)``, the output uniform on
+      [0, 1] (scale it by the largest rate);
+    * ``mean_rate`` = m (a number, or ``[n]``, one per neuron): a non-negative output of mean m (a
+      rate constraint): the exponential distribution, ``r = -m ln(1 - F_j(u))``.
+
+    Both are noise-free predictions: with noise the optimal curve is flatter where the noise is large."""
+    if not torch.is_tensor(current) or current.dim() != 2 or current.shape[0] < 2:
+        shape = tuple(current.shape) if torch.is_tensor(current) else type(current).__name__
+        raise ValueError(f"current must be a tensor [P >= 2 stimuli, n neurons]; got {shape}")
+    if mean_rate is not None:
+        try:
+            mean = torch.as_tensor(mean_rate, dtype=torch.float64).to(current.device) if not isinstance(mean_rate, bool) else None
+        except (TypeError, ValueError, RuntimeError):
+            mean = None
+        if (mean is None or mean.dim() > 1 or (mean.dim() == 1 and mean.numel() != current.shape[1])
+                or not bool(((mean > 0) & torch.isfinite(mean)).all())):
+            raise ValueError(f"mean_rate must be a finite number > 0, one per neuron ([n = {current.shape[1]}], each > 0) or None; "
+                             f"got {mean_rate!r}")
+    P = current.shape[0]
+    ranks = current.double().argsort(0).argsort(0).to(torch.float64)
+    cdf = (ranks + 0.5) / P
+    return cdf if mean_rate is None else -mean * torch.log1p(-cdf)

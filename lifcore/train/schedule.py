@@ -21,6 +21,11 @@ import torch
 from .config import TrainConfig
 
 
+def cosine_factor(progress: float, final: float) -> float:
+    """The cosine decay from 1 at ``progress = 0`` to `final` at ``progress = 1``."""
+    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 class Schedule:
     def __init__(self, config: TrainConfig, info_optimizer: torch.optim.Optimizer):
         self.config = config
@@ -37,7 +42,7 @@ class Schedule:
         if config.lr_schedule == "exponential":
             return base * config.lr_final_factor**progress
         if config.lr_schedule == "cosine":
-            return base * (config.lr_final_factor + (1 - config.lr_final_factor) * 0.5 * (1 + math.cos(math.pi * progress)))
+            return base * cosine_factor(progress, config.lr_final_factor)
         return base
 
     def set_learning_rates(self, method, step: int) -> None:
