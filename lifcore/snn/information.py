@@ -34,7 +34,7 @@ import torch
 
 from ..arguments import integer
 from ..coding.info import NATS_PER_BIT, StreamingCovariance, logdet_spd
-from .losses import SpikeLoss
+from .losses import CountLoss
 
 
 def check_rates(rates: torch.Tensor, repeats: int) -> tuple[int, int]:
@@ -139,7 +139,7 @@ def noisy_presentations(patches: torch.Tensor, repeats: int, steps: int, input_n
     return held + input_noise * noise
 
 
-class InformationLoss(SpikeLoss):
+class InformationLoss(CountLoss):
     """``E = -I(X; R) + sum_j lambda_j h_j + rho/2 sum_j h^A_j h^B_j`` on the rates ``r_bj = (1/T) sum_t z_bj[t]``.
 
     ``I`` is `count_information` (nats) of the batch, whose samples are P patches x `repeats`
@@ -156,8 +156,6 @@ class InformationLoss(SpikeLoss):
     Learning signal: ``L_bj[t] = (dE/dr_bj) / T`` at every t (``dE/dr`` by autograd on the ``[B, n]``
     rates at the end of the presentation): factorised with the single factor 1.
     """
-
-    needs_statistics = True
 
     def __init__(self, repeats: int, r0: float, output_noise: float = 0.01, rho: float = 1.0,
                  multiplier_lr: float = 1.0):
@@ -193,18 +191,11 @@ class InformationLoss(SpikeLoss):
         return self._energy(z.sum(0) / z.shape[0]).to(z.dtype)
 
     def begin(self, T, z_shape, device=None, dtype=torch.float32):
-        super().begin(T, z_shape, device, dtype)
         if z_shape[0] % self.repeats or z_shape[0] // self.repeats < 2:
             raise ValueError(f"a batch of {z_shape[0]} samples: InformationLoss needs P >= 2 patches x repeats = "
                              f"{self.repeats} presentations (noisy_presentations makes such a batch)")
-        self.count = torch.zeros(z_shape, device=device, dtype=dtype)
+        super().begin(T, z_shape, device, dtype)
         self._coefficient = None
-
-    def observe(self, t, z_t):
-        self.count += z_t
-
-    def signal_factors(self, t, z_t):
-        return {"one": None}
 
     def signal_coefficients(self):
         """``{"one": dE/dr / T}`` ``[B, n]``, from the counts of the whole presentation."""
@@ -215,9 +206,6 @@ class InformationLoss(SpikeLoss):
                 (grad,) = torch.autograd.grad(self._value, rates)
             self._coefficient = (grad / self.T).to(self.count.dtype)
         return {"one": self._coefficient}
-
-    def learning_signal(self, t, z_t):  # the two-pass reference: every step was observed in the first pass
-        return self.signal_coefficients()["one"]
 
     def value(self):
         self.signal_coefficients()

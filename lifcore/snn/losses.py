@@ -66,14 +66,33 @@ class SpikeLoss:
         return torch.stack([self.learning_signal(t, z_t) for t, z_t in enumerate(z.unbind(0))])
 
 
-class RateLoss(SpikeLoss):
+class CountLoss(SpikeLoss):
+    """A loss of the spike counts ``c_bj = sum_t z_bj[t]`` alone: its learning signal ``dE/dc_bj`` is the same
+    at every step and known once the counts are, a factorised signal with the single factor 1. A subclass
+    defines `__call__`, `signal_coefficients` (``{"one": dE/dc}`` from ``self.count``) and `value`."""
+
+    needs_statistics = True
+
+    def begin(self, T, z_shape, device=None, dtype=torch.float32):
+        super().begin(T, z_shape, device, dtype)
+        self.count = torch.zeros(z_shape, device=device, dtype=dtype)
+
+    def observe(self, t, z_t):
+        self.count += z_t
+
+    def signal_factors(self, t, z_t):
+        return {"one": None}
+
+    def learning_signal(self, t, z_t):  # the same at every step: the counts were observed in the first pass
+        return self.signal_coefficients()["one"]
+
+
+class RateLoss(CountLoss):
     """Seed 001, slide "RNN Gradients": ``E = rate_weight * mean_b sum_j (r_bj - r0)^2``,
     ``r_bj = (1/T) sum_t z_bj[t]`` (spikes per step); the slide's ``alpha`` is `rate_weight`.
 
     Learning signal: ``L_bj[t] = 2 rate_weight (r_bj - r0) / (T B)``, constant in t.
     """
-
-    needs_statistics = True
 
     def __init__(self, r0: float, rate_weight: float = 1.0):
         if not (0.0 <= r0 <= 1.0):
@@ -84,22 +103,8 @@ class RateLoss(SpikeLoss):
         rate = z.sum(0) / z.shape[0]  # not z.mean(0): its backward writes a [T, B, n] tensor, sum's is a view
         return self.rate_weight * ((rate - self.r0) ** 2).sum(-1).mean()
 
-    def begin(self, T, z_shape, device=None, dtype=torch.float32):
-        super().begin(T, z_shape, device, dtype)
-        self.count = torch.zeros(z_shape, device=device, dtype=dtype)
-
-    def observe(self, t, z_t):
-        self.count += z_t
-
-    def learning_signal(self, t, z_t):
-        B = z_t.shape[0]
-        return (2.0 * self.rate_weight / (self.T * B)) * (self.count / self.T - self.r0)
-
     def value(self):
         return self.rate_weight * ((self.count / self.T - self.r0) ** 2).sum(-1).mean()
-
-    def signal_factors(self, t, z_t):
-        return {"one": None}
 
     def signal_coefficients(self):  # L[t] = a, the same at every step
         B = self.count.shape[0]
