@@ -43,6 +43,10 @@ Glossary: one name per concept
 ``repeats``        presentations of each patch in a batch of `lifcore.snn.information` (sample b = p R + k)
 ``input_norm``     the norm every row of a LIF network's ``w_in`` is held at (its filters keep their size)
 ``beta``           the deck's weight of its "KL" in the loss (-1/2: the loss is ``-I`` in bits)
+``precondition``   how the filters' step sees the input: ``"none"`` (the deck's SGD) or ``"input"`` (SGD on
+                   whitened inputs, ``dL/dW m (C_x + s_in^2 I)^-1``; `lifcore.constraints.precondition`)
+``image_scale``    the factor every image is resampled by before patches are cut (2.5: the Kyoto
+                   thumbnails at the dataset's own 640 x 500)
 """
 from . import coding, constraints, plots, snn, tiles, timing, toy, train
 from .coding import SoftLIFEncoder, SoftplusEncoder

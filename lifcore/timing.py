@@ -7,11 +7,13 @@ gains at the batch, the shared kernels ``W (C_x + s_in^2 I) W^T`` and ``s_in^2 W
 per-sample factorisations (`lifcore.coding.info.gain_scaled_information`), the backward,
 the optimiser (and the deck's renormalisation), and the recorder's per-step matrices.
 
-FLOP floor of one step (N neurons, D = N inputs, batch B), LAPACK's counts::
+FLOP floor of one step (N neurons, D inputs, batch B), LAPACK's counts::
 
     per sample, 2 matrices:  Cholesky N^3/3 + inverse from the factor 2N^3/3   -> 2 N^3
-    shared, forward:         W C_x (2N^3), (W C_x) W^T (2N^3), W W^T (2N^3)      -> 6 N^3
-    shared, backward:        through both products to W                          -> 10 N^3
+    shared, forward:         W C_x (2ND^2), (W C_x) W^T (2N^2 D), W W^T (2N^2 D) -> 2ND^2 + 4N^2 D
+    shared, backward:        through both products to W                          -> 2ND^2 + 8N^2 D
+
+(6 N^3 and 10 N^3 where D = N.)
 
 at the float32 (or float64) matmul peak measured in the same process on the same cores.
 """
@@ -29,9 +31,10 @@ from .coding import info, lapack
 PARTS = ("gains", "shared kernels", "factorisations", "backward", "optimiser", "logging")
 
 
-def step_flops(n: int, batch: int) -> float:
-    """FLOPs a step must do (module docstring)."""
-    return 16 * n**3 + batch * 2 * n**3
+def step_flops(n: int, batch: int, dim: int | None = None) -> float:
+    """FLOPs a step of `n` neurons on `dim` inputs (default `n`) must do (module docstring)."""
+    dim = n if dim is None else dim
+    return 4 * n * dim**2 + 12 * n**2 * dim + batch * 2 * n**3
 
 
 def matmul_peak(dtype=torch.float32, device="cpu", size: int = 2048, repeats: int = 3) -> float:

@@ -166,3 +166,21 @@ def test_compare_logdets_deck_form_is_per_sample():
     assert torch.allclose(torch.linalg.slogdet(deck_form + torch.eye(n, dtype=torch.float64))[1], closed)
     with pytest.raises(ValueError, match="kernel must be"):
         timing.compare_logdets(deck_form[:2], torch.ones(b, n, dtype=torch.float64), torch.float64)
+
+
+def test_step_flops_shared_part_is_what_torch_counts():
+    """The FLOP floor's shared kernels (W C_x W^T and W W^T, forward and backward to W) against torch's own
+    count of the same products, with D != N as in the deck's model (N neurons on 3 x 18^2 inputs, scaled down);
+    the per-sample part is LAPACK's 2 N^3 for each of the B samples."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lifcore import timing
+    from lifcore.coding import info
+
+    n, dim, batch = 7, 19, 5
+    w = torch.randn(n, dim, dtype=torch.float64, requires_grad=True)
+    cov = torch.eye(dim, dtype=torch.float64)
+    with FlopCounterMode(display=False) as counter:
+        (info.wcxw(w, cov).sum() + (w @ w.t()).sum()).backward()
+    assert counter.get_total_flops() == timing.step_flops(n, batch, dim) - batch * 2 * n**3
+    assert timing.step_flops(n, batch) == 16 * n**3 + batch * 2 * n**3  # D = N: the old count

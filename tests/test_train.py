@@ -164,7 +164,7 @@ def test_the_cache_key_covers_every_field():
 
     base = TrainConfig(encoder="softplus")  # the encoder that has every option (filter_shape "dog" too)
     special = {"encoder": "soft_lif", "filter_shape": "dog", "start": TrainConfig(encoder="softplus", steps=3),
-               "method": "penalty"}
+               "method": "penalty", "precondition": "input"}
     keys = {base.replace(**{f.name: special[f.name] if f.name in special else changed(getattr(base, f.name))}).key()
             for f in dataclasses.fields(TrainConfig)}
     assert len(keys | {base.key()}) == len(dataclasses.fields(TrainConfig)) + 1

@@ -158,6 +158,22 @@ def normalize_image(image: np.ndarray) -> np.ndarray:
     return (image - image.mean()) / std
 
 
+def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """`image` ``[H, W, C]`` resampled to ``round(H scale) x round(W scale)`` by bicubic convolution (Keys'
+    kernel, a = -0.75; border pixels repeated), each output pixel centre mapped to the input at
+    ``(i + 1/2) H / H_out - 1/2``: ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``.
+    ``scale=2.5`` takes a Kyoto thumbnail (256 x 200) to the dataset's own size (640 x 500): a pixel of
+    the result spans a pixel of the deck's images, with none of the detail finer than the thumbnail's."""
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
+        raise ValueError(f"image_scale={scale!r} must be a finite number > 0")
+    if scale == 1:
+        return image
+    height, width = (max(1, round(n * scale)) for n in image.shape[:2])
+    x = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    out = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", align_corners=False)
+    return out[0].numpy().transpose(1, 2, 0)
+
+
 def sample_patches(images: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """`count` random ``size x size`` RGB patches, flattened to ``[count, size*size*3]``, images drawn uniformly."""
     which = rng.integers(len(images), size=count)
@@ -250,10 +266,12 @@ def resolve_images(images=None, held_out=None) -> tuple[list[str], list[str]]:
 def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0,
                     images: list[str] | tuple[str, ...] | str | None = None, held_out: list[str] | None = None,
                     centering: str = "dataset", scale: bool = True, mask: str = "none",
-                    dtype=torch.float32) -> PatchDataset:
+                    dtype=torch.float32, image_scale: float = 1.0) -> PatchDataset:
     """Cut the patch sets. `images` is a list of scikit-image names or files, a folder, or
     ``"kyoto"`` (`resolve_images` says which images train and which are held out).
-    `mask` "circular" multiplies every patch by `circular_mask` (the deck's)."""
+    `mask` "circular" multiplies every patch by `circular_mask` (the deck's). `image_scale`
+    resamples every image first (`resample_image`)."""
+    resample_image(np.zeros((1, 1, 3)), image_scale)  # checks the value before any image is read
     if centering not in CENTERING:
         raise ValueError(f"centering={centering!r} is unknown; allowed: {', '.join(map(repr, CENTERING))}")
     if mask not in MASKS:
@@ -268,6 +286,10 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
     rng = np.random.default_rng(seed)
     prepare = normalize_image if centering == "image" else (lambda image: image)
     loaded = {name: load_image(name) for name in train_names + test_names}
+    if image_scale != 1:
+        pixels = sum(round(im.shape[0] * image_scale) * round(im.shape[1] * image_scale) for im in loaded.values())
+        memory.require(3 * 8 * 3 * pixels, f"the images resampled by image_scale={image_scale:g}", "image_scale")
+        loaded = {name: resample_image(image, image_scale) for name, image in loaded.items()}
     small = {name: image.shape[:2] for name, image in loaded.items() if min(image.shape[:2]) < size}
     if small:
         raise ValueError(f"size={size} (patch_size): patches of {size} x {size} pixels do not fit in "

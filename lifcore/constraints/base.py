@@ -79,7 +79,7 @@ class ConstraintMethod:
     def __init__(self, info_params: Iterable[torch.Tensor], rate_params: Iterable[torch.Tensor] | None = None, *,
                  r0: float, lr: float, fr_lr: float | None = None, rate_weight: float = 1.0, optimizer: str = "sgd",
                  fr_scope: str = "neuron", clip_grad_norm: float = 0.0, project: Callable[[], None] | None = None,
-                 n_neurons: int | None = None, lr_factors: dict | None = None):
+                 n_neurons: int | None = None, lr_factors: dict | None = None, preconditioners: list | None = None):
         check_choice("fr_scope", fr_scope, FR_SCOPES)
         check_choice("optimizer", optimizer, OPTIMIZERS)
         check_positive(lr=lr, rate_weight=rate_weight)
@@ -100,6 +100,7 @@ class ConstraintMethod:
         for factor in self.lr_factors.values():
             check_positive(lr_factor=factor)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.preconditioners = list(preconditioners or [])  # `precondition.InputPreconditioner`s, after clipping
         self.measure = False  # methods with parts: record the objective after each part (set per step by the loop)
 
     # -- what a method defines ------------------------------------------------------------
@@ -157,8 +158,14 @@ class ConstraintMethod:
         return self.optimizer_class([{"params": ps, "lr": lr * f, "lr_factor": f} for f, ps in groups.items()], lr=lr)
 
     def clip_(self, params: list[torch.Tensor]) -> None:
+        """Between a backward and its optimiser step: the clipping of the gradient's norm over `params` (the
+        deck's, on the gradient of its loss), then the preconditioners (`preconditioners`). Clipping the
+        preconditioned gradient instead would let its large parts where patches have little variance
+        shrink the whole step."""
         if self.clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.clip)
+        for preconditioner in self.preconditioners:
+            preconditioner.apply_()
 
     def descend(self, name: str, loss: torch.Tensor, params: list[torch.Tensor]) -> None:
         """Zero, backward, clip (over `params`), step the optimiser `name`."""

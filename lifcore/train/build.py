@@ -10,11 +10,13 @@ from ..coding.data import PatchDataset, natural_patches
 from ..coding.encoder import Encoder
 from ..coding.info import StreamingCovariance
 from ..constraints import ConstraintMethod, make
+from ..constraints.precondition import InputPreconditioner
 from .config import TrainConfig
 
 def dataset_for(config: TrainConfig) -> PatchDataset:
     return natural_patches(config.patch_size, n_train=config.n_patches, n_test=max(config.n_patches // 10, 1000),
-                           seed=config.seed, images=config.images, centering=config.centering, mask=config.mask)
+                           seed=config.seed, images=config.images, centering=config.centering, mask=config.mask,
+                           image_scale=config.image_scale)
 
 
 def estimate_input_covariance(data: PatchDataset, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -136,13 +138,21 @@ def parameter_sets(config: TrainConfig, encoder: Encoder) -> tuple[list, list | 
     return everything, None
 
 
-def build_method(config: TrainConfig, encoder: Encoder) -> ConstraintMethod:
+def build_method(config: TrainConfig, encoder: Encoder, input_covariance: torch.Tensor | None = None) -> ConstraintMethod:
+    """The constraint method of `config` over `encoder`'s parameters; ``precondition="input"`` needs
+    `input_covariance` (the filters' step preconditioned by it, `lifcore.constraints.precondition`)."""
     info_params, rate_params = parameter_sets(config, encoder)
+    preconditioners = []
+    if config.precondition == "input":
+        if input_covariance is None:
+            raise ValueError("precondition='input' needs the input covariance")
+        preconditioners.append(InputPreconditioner(encoder.weights, input_covariance, config.input_noise,
+                                                   tangent=config.renormalize))
     common = dict(r0=config.r0, lr=config.lr, fr_lr=config.fr_lr, rate_weight=config.rate_weight,
                   optimizer=config.optimizer, fr_scope=config.fr_scope, clip_grad_norm=config.clip_grad_norm,
                   project=encoder.project_, n_neurons=config.n_neurons,
                   lr_factors={p: config.nonlinearity_lr / config.lr for p in encoder.parameter_groups()["nonlinearity"]}
-                  if config.nonlinearity_lr is not None else None)
+                  if config.nonlinearity_lr is not None else None, preconditioners=preconditioners)
     options = {
         "lagrange": dict(rho=config.rho, multiplier_lr=config.multiplier_lr, multiplier_init=config.multiplier_init),
         "two_losses": dict(weights_see_rate_loss=config.weights_see_rate_loss, shared=config.info_moves == "all"),

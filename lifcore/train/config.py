@@ -26,6 +26,7 @@ from ..coding.encoder import FILTER_SHAPES, GAIN_AT
 from ..coding.info import NATS_PER_BIT
 from ..constraints import FR_SCOPES, METHODS, OPTIMIZERS
 from ..constraints.lagrange import MULTIPLIER_INITS
+from ..constraints.precondition import PRECONDITIONS
 from ..device import check_device_name
 
 LR_SCHEDULES = ("constant", "exponential", "cosine", "plateau")
@@ -88,6 +89,8 @@ class TrainConfig:
     plateau_factor: float = 0.5
     plateau_threshold: float = 1e-4  # relative
     clip_grad_norm: float = 0.0      # 0: none (the deck: 20, over all parameters)
+    precondition: str = "none"       # "input": the filters' step is SGD on whitened inputs, dL/dW (C_x + s_in^2 I)^-1
+    #                                  scaled by its largest eigenvalue (lifcore.constraints.precondition); "none": the deck's
     jitter_start: int = 0            # W <- W |W|^power at iterations start, start + every, ..., stop (0: never)
     jitter_stop: int = 0
     jitter_every: int = 0
@@ -103,6 +106,8 @@ class TrainConfig:
     centering: str = "dataset"       # "image": the deck's per-image normalisation
     mask: str = "none"               # "circular": the deck's soft window
     images: tuple = ()               # scikit-image names or files; () = the default photographs
+    image_scale: float = 1.0         # every image resampled by this factor (bicubic) before patches are cut: 2.5 takes
+    #                                  the Kyoto thumbnails (256 x 200) to the dataset's own 640 x 500, a pixel to its pixel
     cov_batches: int = 100           # batches of `batch_size` for the streaming estimate of C_x
     eval_size: int = 256             # the fixed training patches on which the history is measured
     # what is recorded (lifcore.train.record)
@@ -127,7 +132,7 @@ class TrainConfig:
                    "optimizer": tuple(OPTIMIZERS), "lr_schedule": LR_SCHEDULES, "centering": CENTERING, "mask": MASKS,
                    "dtype": tuple(DTYPES), "gain_at": GAIN_AT, "units": UNITS, "multiplier_init": MULTIPLIER_INITS,
                    "fr_params": FR_PARAMS, "info_moves": INFO_MOVES, "filter_init": FILTER_INITS,
-                   "filter_shape": FILTER_SHAPES}
+                   "filter_shape": FILTER_SHAPES, "precondition": PRECONDITIONS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; allowed: {', '.join(map(repr, allowed))}")
@@ -139,7 +144,7 @@ class TrainConfig:
         for name in positive_ints + counts:  # any integral number (numpy's too), kept as an int
             object.__setattr__(self, name, integer(name, getattr(self, name), 1 if name in positive_ints else 0))
         positive = ("lr", "rate_weight", "input_noise", "output_noise", "sharpness", "v_th", "weight_scale",
-                    "initial_rate", "softplus_beta", "r0", "filter_init_width")
+                    "initial_rate", "softplus_beta", "r0", "filter_init_width", "image_scale")
         non_negative = ("rho", "clip_grad_norm", "centering_weight", "jitter_power", "plateau_threshold")
         for name in positive + non_negative:
             value = getattr(self, name)
@@ -179,6 +184,9 @@ class TrainConfig:
         if self.filter_init in ("lattice", "scattered") and self.n_neurons < 2:
             raise ValueError(f"filter_init={self.filter_init!r} draws an ON and an OFF population: it needs n_neurons >= 2; "
                              f"got n_neurons={self.n_neurons}")
+        if self.precondition != "none" and self.filter_shape != "pixels":
+            raise ValueError(f"precondition={self.precondition!r} acts on free pixels; filter_shape={self.filter_shape!r} "
+                             "has none (its filters are drawn from DoG parameters)")
         if self.filter_shape == "dog":
             if self.encoder != "softplus":
                 raise ValueError("filter_shape='dog' is the deck's parametrisation of its softplus encoder: it needs "

@@ -92,7 +92,7 @@ def train(config: TrainConfig, cache_dir: str | Path | None = "runs", checkpoint
     batches = torch.Generator()
     batches.set_state(after_covariance)  # where estimating C_x left it: the training batches follow
     encoder = build_encoder(config, device, input_covariance)
-    method = build_method(config, encoder)
+    method = build_method(config, encoder, input_covariance)
     schedule = Schedule(config, method.info_optimizer)
     parts = _Parts(config, RunStore(cache_dir, config), data, batches, input_covariance, encoder, method, schedule, device)
 
@@ -124,7 +124,7 @@ def _inputs(config: TrainConfig) -> tuple[PatchDataset, torch.Tensor, torch.Tens
     tensors are shared between those runs and must not be written to."""
     from .store import image_digests
 
-    fields = ("patch_size", "n_patches", "seed", "centering", "mask", "cov_batches", "batch_size")
+    fields = ("patch_size", "n_patches", "seed", "centering", "mask", "cov_batches", "batch_size", "image_scale")
     key = repr(([getattr(config, f) for f in fields], image_digests(config.images)))
     if key not in _INPUTS:
         data = dataset_for(config)
