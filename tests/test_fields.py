@@ -88,3 +88,24 @@ def test_held_out_patches_come_from_images_the_training_never_sees():
     assert not any(tuple(row) in train for row in data.test.numpy().round(6).tolist())
     with pytest.raises(ValueError, match=r"shares \['coffee'\] with the training images"):
         natural_patches(6, n_train=100, n_test=100, images=["astronaut", "coffee"], held_out=["coffee"])
+
+
+@pytest.mark.parametrize("p", [10, 18])
+def test_a_field_as_broad_as_the_patch_but_smooth_is_not_noise(p):
+    """The deck's page-1 kernels are smooth fields about as broad as the patch: spread over it (localization
+    below 0.3), but with their power at long wavelengths. White noise, and white noise low-passed only a little,
+    stay noise; a broad blob and a broad edge do not."""
+    y, x = grid(p)
+    g = torch.Generator().manual_seed(3)
+    white = torch.randn(p, p, 3, generator=g, dtype=torch.float64)
+    # a 3x3 box average: still rough at the scale of a few pixels
+    rough = sum(torch.roll(white, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)).reshape(-1)
+    broad = achromatic(torch.exp(-(x**2 + y**2) / (2 * (p / 2.5) ** 2)))
+    edge = achromatic(torch.tanh(x / (p / 4)) * torch.exp(-(x**2 + y**2) / (2 * (p / 2.5) ** 2)))
+    filters = torch.stack([white.reshape(-1), rough, broad, edge])
+    m = fields.measures(filters, p)
+    assert (m["localization"][2:] < fields.LOCALIZED).all()  # as spread as noise by that measure alone
+    assert m["smoothness"][0] == pytest.approx(0.2, abs=0.08) and m["smoothness"][1] < fields.SMOOTH
+    assert (m["smoothness"][2:] > 0.95).all()
+    labels = fields.kinds(filters, p)
+    assert labels[:2] == ["noise", "noise"] and "noise" not in labels[2:]
