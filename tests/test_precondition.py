@@ -198,3 +198,40 @@ def test_patches_are_cut_from_the_resampled_images(tmp_path):
     # the folder's last image is held out: training patches are windows of the resampled a.png, held-out of b.png
     assert all(found(data.train, "a.png")) and all(found(data.test, "b.png"))
     assert not any(found(data.test, "a.png"))
+
+
+def test_image_noise_is_white_of_the_images_own_scale_and_repeats():
+    from lifcore.coding.data import add_image_noise
+
+    image = np.random.default_rng(0).random((40, 50, 3)) * 7
+    a = add_image_noise(image, 0.3, np.random.default_rng([0, 1]))
+    b = add_image_noise(image, 0.3, np.random.default_rng([0, 1]))
+    assert np.array_equal(a, b)
+    assert (a - image).std() == pytest.approx(0.3 * image.std(), rel=0.05)
+    assert abs(np.corrcoef((a - image)[:, :-1].ravel(), (a - image)[:, 1:].ravel())[0, 1]) < 0.05  # white
+    assert add_image_noise(image, 0.0, np.random.default_rng(0)) is image
+    for bad in (-0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="image_noise"):
+            add_image_noise(image, bad, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="image_noise=-1"):
+        TrainConfig(image_noise=-1)
+
+
+def test_the_entropy_ceiling_is_that_of_white_patches():
+    """Hadamard's bound on H_X for unit-variance pixels under the deck's window, against the Gaussian entropy of
+    the window's own diagonal covariance computed directly, and above the H_X of natural patches."""
+    from lifcore.coding.data import (circular_mask, deck_entropy_offset_bits, entropy_ceiling_bits,
+                                     gaussian_entropy)
+
+    p = 6
+    window = np.repeat(circular_mask(p).reshape(-1), 3)
+    white = torch.diag(torch.as_tensor(window**2))
+    direct = gaussian_entropy(white).item() / math.log(2) + deck_entropy_offset_bits(p)
+    assert entropy_ceiling_bits(p) == pytest.approx(direct, abs=1e-9)
+    assert entropy_ceiling_bits(18) == pytest.approx(-1398.4, abs=0.1)
+    assert entropy_ceiling_bits(18, mask="none") == pytest.approx(324 / 2 * math.log2(2 * math.pi * math.e))
+    data = natural_patches(p, n_train=3000, n_test=100, images=("astronaut", "coffee"), centering="image",
+                           mask="circular", dtype=torch.float64)
+    x = data.train - data.train.mean(0)
+    natural = gaussian_entropy(x.t() @ x / (len(x) - 1)).item() / math.log(2) + deck_entropy_offset_bits(p)
+    assert natural < entropy_ceiling_bits(p) - 50

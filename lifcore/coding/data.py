@@ -174,6 +174,17 @@ def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
     return out[0].numpy().transpose(1, 2, 0)
 
 
+def add_image_noise(image: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """`image` plus white Gaussian noise of standard deviation ``noise * image.std()`` on every pixel and
+    colour: a noise floor under the spectrum (the Kyoto .mat files' cone responses carry detail and noise
+    finer than their 2.5x smaller thumbnails keep; issue 32 calibrates it to the deck's H_X)."""
+    if not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"image_noise={noise!r} must be a finite number >= 0")
+    if noise == 0:
+        return image
+    return image + noise * image.std() * rng.standard_normal(image.shape)
+
+
 def sample_patches(images: list[np.ndarray], count: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """`count` random ``size x size`` RGB patches, flattened to ``[count, size*size*3]``, images drawn uniformly."""
     which = rng.integers(len(images), size=count)
@@ -266,12 +277,14 @@ def resolve_images(images=None, held_out=None) -> tuple[list[str], list[str]]:
 def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0,
                     images: list[str] | tuple[str, ...] | str | None = None, held_out: list[str] | None = None,
                     centering: str = "dataset", scale: bool = True, mask: str = "none",
-                    dtype=torch.float32, image_scale: float = 1.0) -> PatchDataset:
+                    dtype=torch.float32, image_scale: float = 1.0, image_noise: float = 0.0) -> PatchDataset:
     """Cut the patch sets. `images` is a list of scikit-image names or files, a folder, or
     ``"kyoto"`` (`resolve_images` says which images train and which are held out).
     `mask` "circular" multiplies every patch by `circular_mask` (the deck's). `image_scale`
-    resamples every image first (`resample_image`)."""
-    resample_image(np.zeros((1, 1, 3)), image_scale)  # checks the value before any image is read
+    resamples every image first (`resample_image`); `image_noise` then adds white Gaussian noise of
+    that standard deviation, in units of each image's own (`add_image_noise`)."""
+    resample_image(np.zeros((1, 1, 3)), image_scale)  # checks the values before any image is read
+    add_image_noise(np.ones((1, 1, 3)), image_noise, np.random.default_rng(0))
     if centering not in CENTERING:
         raise ValueError(f"centering={centering!r} is unknown; allowed: {', '.join(map(repr, CENTERING))}")
     if mask not in MASKS:
@@ -290,6 +303,9 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
         pixels = sum(round(im.shape[0] * image_scale) * round(im.shape[1] * image_scale) for im in loaded.values())
         memory.require(3 * 8 * 3 * pixels, f"the images resampled by image_scale={image_scale:g}", "image_scale")
         loaded = {name: resample_image(image, image_scale) for name, image in loaded.items()}
+    if image_noise > 0:  # one generator per image, from the seed and the image's place: the same noise every time
+        loaded = {name: add_image_noise(image, image_noise, np.random.default_rng([seed, k]))
+                  for k, (name, image) in enumerate(loaded.items())}
     small = {name: image.shape[:2] for name, image in loaded.items() if min(image.shape[:2]) < size}
     if small:
         raise ValueError(f"size={size} (patch_size): patches of {size} x {size} pixels do not fit in "
@@ -328,3 +344,22 @@ def deck_entropy_offset_bits(patch_size: int, channels: int = 3) -> float:
     deck's `terms/MI` (``H_X + I``) carries the same offset. Returns that offset (negative).
     """
     return -(channels - 1) * patch_size**2 / 2 * math.log2(2 * math.pi * math.e)
+
+
+def entropy_ceiling_bits(patch_size: int, mask: str = "circular", channels: int = 3, deck: bool = True) -> float:
+    """The largest H_X (bits) that patches of unit variance per pixel and colour can have under `mask`:
+    by Hadamard's inequality ``det C <= prod C_ii``, with ``C_ii = mask_i^2`` (each image normalised to unit
+    variance, the deck's ``centering="image"``), reached by white patches::
+
+        H_X <= sum_i 1/2 log2(2 pi e mask_i^2)       (+ `deck_entropy_offset_bits` when `deck`)
+
+    For the deck's 18 x 18 x 3 patches under its circular window: -1398 bits in the deck's convention (its
+    48 corner pixels are held at 1e-4, 144 dimensions of variance 1e-8), +663 bits without the window. A
+    logged ``terms/H_X`` above the ceiling cannot come from that pipeline (issue 32: the deck's curves imply
+    about -550 bits)."""
+    if mask not in MASKS:
+        raise ValueError(f"mask={mask!r} is unknown; allowed: {', '.join(map(repr, MASKS))}")
+    window = circular_mask(patch_size) if mask == "circular" else np.ones((patch_size, patch_size))
+    ceiling = channels * float(np.sum(0.5 * np.log2(2 * math.pi * math.e * window**2)))
+    return ceiling + (deck_entropy_offset_bits(patch_size, channels) if deck else 0.0)
+

@@ -16,7 +16,7 @@ from .config import TrainConfig
 def dataset_for(config: TrainConfig) -> PatchDataset:
     return natural_patches(config.patch_size, n_train=config.n_patches, n_test=max(config.n_patches // 10, 1000),
                            seed=config.seed, images=config.images, centering=config.centering, mask=config.mask,
-                           image_scale=config.image_scale)
+                           image_scale=config.image_scale, image_noise=config.image_noise)
 
 
 def estimate_input_covariance(data: PatchDataset, config: TrainConfig, generator: torch.Generator) -> torch.Tensor:

@@ -108,6 +108,7 @@ class TrainConfig:
     images: tuple = ()               # scikit-image names or files; () = the default photographs
     image_scale: float = 1.0         # every image resampled by this factor (bicubic) before patches are cut: 2.5 takes
     #                                  the Kyoto thumbnails (256 x 200) to the dataset's own 640 x 500, a pixel to its pixel
+    image_noise: float = 0.0         # white noise added to every image after resampling, in units of its standard deviation
     cov_batches: int = 100           # batches of `batch_size` for the streaming estimate of C_x
     eval_size: int = 256             # the fixed training patches on which the history is measured
     # what is recorded (lifcore.train.record)
@@ -145,7 +146,7 @@ class TrainConfig:
             object.__setattr__(self, name, integer(name, getattr(self, name), 1 if name in positive_ints else 0))
         positive = ("lr", "rate_weight", "input_noise", "output_noise", "sharpness", "v_th", "weight_scale",
                     "initial_rate", "softplus_beta", "r0", "filter_init_width", "image_scale")
-        non_negative = ("rho", "clip_grad_norm", "centering_weight", "jitter_power", "plateau_threshold")
+        non_negative = ("rho", "clip_grad_norm", "centering_weight", "jitter_power", "plateau_threshold", "image_noise")
         for name in positive + non_negative:
             value = getattr(self, name)
             if (not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value)

@@ -124,7 +124,8 @@ def _inputs(config: TrainConfig) -> tuple[PatchDataset, torch.Tensor, torch.Tens
     tensors are shared between those runs and must not be written to."""
     from .store import image_digests
 
-    fields = ("patch_size", "n_patches", "seed", "centering", "mask", "cov_batches", "batch_size", "image_scale")
+    fields = ("patch_size", "n_patches", "seed", "centering", "mask", "cov_batches", "batch_size", "image_scale",
+              "image_noise")
     key = repr(([getattr(config, f) for f in fields], image_digests(config.images)))
     if key not in _INPUTS:
         data = dataset_for(config)
