@@ -154,6 +154,9 @@ def recovery_run(config: TrainConfig) -> TrainConfig:
                           matrices_window=every, record_around_steps=0)
 
 
+PRECONDITIONED = "recipe, random start, preconditioned step"
+
+
 def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
     """The schedules and levers of the chapter "The colour model converges", each from its own start and
     as long as the base model (`base.start`): the deck's schedule, the recipe, and the recipe less one of
@@ -167,6 +170,9 @@ def converging_runs(base: TrainConfig) -> dict[str, TrainConfig]:
         "deck, jitter compressed": deck.replace(jitter_every=compressed_interval),
         "recipe": recipe,
         "recipe, random start": recipe.replace(filter_init="random"),
+        # issue 32: SGD on whitened inputs (lifcore.constraints.precondition) from the deck's own random start; lr 0.001
+        # (at the recipe's 0.01 the amplified gradient noise of the low-variance directions rotates every filter away)
+        PRECONDITIONED: recipe.replace(filter_init="random", precondition="input", lr=0.001),
         "recipe, gain at the noisy patch": recipe.replace(gain_at="noisy"),
         "recipe, scattered centres": recipe.replace(filter_init="scattered"),
         "recipe, fields 2.5 times wider at the start": recipe.replace(filter_init_width=2.5),
