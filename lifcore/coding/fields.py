@@ -23,8 +23,11 @@ its energy per pixel and colour:
   (a difference of Gaussians: about 1/2; a blob: 0);
 * ``colour_opponency = 1 - luminance_share``;
 * ``smoothness``: the share of the filter's power (summed over colours, DC included) at spatial
-  frequencies of at most 1/4 cycle per pixel (wavelengths of 4 pixels or more): about 0.2 for
-  white noise on any patch (the share of the frequency grid in that disc), near 1 for a smooth field.
+  frequencies of at most 2 cycles per patch (wavelengths of half the patch or more): 13 / p^2 for
+  white noise (the frequencies in that disc; 0.04 at p = 18), near 1 for a field smooth at the
+  patch's scale (a broad blob or edge), low for a field of many small lobes. Relative to the patch,
+  not the pixel, so that images resampled to a finer pixel (`image_scale`) do not make every field
+  smooth.
 
 * ``peak_share``: the share of the energy in the most energetic pixel (1 for a single pixel);
 * from each filter's difference-of-Gaussians fit (`lifcore.coding.dog.fit`): ``dog_quality``
@@ -33,8 +36,8 @@ its energy per pixel and colour:
   ``dog_polarity``.
 
 `kinds` turns them into one label per filter, in this order: "noise" (localization below
-`LOCALIZED` and smoothness below `SMOOTH`: spread over the patch and rough; a field as broad as
-the patch but smooth, like the deck's page-1 kernels, is not noise, issue 32), "pixel" (peak share at least `PIXEL`: localized, but to one pixel, the
+`LOCALIZED` and smoothness below `SMOOTH`: spread over the patch and of many small lobes; a field as
+broad as the patch but smooth at its scale, like the deck's page-1 kernels, is not noise, issue 32), "pixel" (peak share at least `PIXEL`: localized, but to one pixel, the
 degenerate answer), "centre-surround" (a DoG explains at least `DOG_FIT` of the filter, its
 centre is at least `CENTRE_WIDTH` pixels wide, sigma, and its surround at least `DOG_SURROUND`
 of the centre's mass), "oriented" (orientation at least `ORIENTED`), else "blob".
@@ -54,9 +57,9 @@ from . import dog
 ORDER_KEYS = ("polarity", "colour", "position")
 KINDS = ("noise", "pixel", "oriented", "centre-surround", "blob")
 LOCALIZED, PIXEL, ORIENTED = 0.3, 0.5, 0.4
-# smooth: 90 % of the power at wavelengths of 4 pixels or more (the deck's page-1 kernels: 0.98 to 0.99 for
-# 80 % of them; white noise 0.2; the deck's random start after 200 steps of its SGD 0.31)
-SMOOTH, SMOOTH_CUT = 0.9, 0.25
+# smooth: 75 % of the power at 2 cycles per patch or fewer (the deck's page-1 kernels read from its figure: 0.90 or
+# more for 90 % of them; white noise at p = 18: 0.04; a random start's remains of many small lobes: 0.2 to 0.5)
+SMOOTH, SMOOTH_CYCLES = 0.75, 2.0
 # centre-surround: a DoG explains 80 % of the filter, its centre is wider than a pixel (sigma half a pixel:
 # full width at half maximum 1.2 pixels), and its surround holds a quarter of the centre's mass or more
 DOG_FIT, CENTRE_WIDTH, DOG_SURROUND = 0.8, 0.5, 0.25
@@ -99,7 +102,7 @@ def measures(weights: torch.Tensor, patch_size: int, channels: int = 3, fit: dog
     k = torch.fft.fftfreq(p, dtype=torch.float64)
     ky, kx = torch.meshgrid(k, k, indexing="ij")
     phase = torch.exp(2j * torch.atan2(ky, kx))
-    low = (ky**2 + kx**2).sqrt() <= SMOOTH_CUT
+    low = (ky**2 + kx**2).sqrt() <= SMOOTH_CYCLES / p + 1e-12
     smoothness = (power * low).sum((1, 2)) / power.sum((1, 2)).clamp_min(1e-300)  # DC included
     power[:, 0, 0] = 0.0
     orientation = (power * phase).sum((1, 2)).abs() / power.sum((1, 2)).clamp_min(1e-300)
