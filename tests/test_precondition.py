@@ -74,40 +74,51 @@ def test_preconditioned_gradient_is_sgd_on_whitened_filters():
 
 
 def test_tangent_projection_and_the_methods_step():
-    """With the deck's unit-norm filters the preconditioned gradient is tangent to each filter's sphere, and the
-    Lagrange method's SGD step moves W by exactly -lr times it (clipping first, on the plain gradient)."""
+    """With the deck's unit-norm filters the step is T((T g) P), T each filter's tangent projection: tangent, and
+    descending to first order ((Tg) P (Tg) >= 0). The Lagrange method's SGD step moves W by exactly -lr times it,
+    the clipping applied first, to the plain gradient (a clipping of the preconditioned one fails this)."""
     enc, cov, x = _problem(seed=1)
     pre = InputPreconditioner(enc.weights, cov, enc.input_noise, tangent=True)
+    clip = 0.05
     method = make("lagrange", [enc.weights], r0=1.0, lr=0.05, optimizer="sgd", fr_scope="neuron", n_neurons=5,
-                  rho=1.0, multiplier_lr=0.1, multiplier_init="zero", preconditioners=[pre])
+                  rho=1.0, multiplier_lr=0.1, multiplier_init="zero", preconditioners=[pre], clip_grad_norm=clip)
     before = enc.weights.detach().clone()
+    from lifcore.coding import info
+
+    def information(w):
+        u = x @ w.t()
+        mi = info.gain_scaled_information(w @ cov @ w.t(), w @ w.t(), enc.gain_of_current(u), enc.input_noise,
+                                          enc.output_noise)
+        return mi, enc.rate_of_current(u).mean(0)
 
     def full():
-        u = x @ enc.weights.t()
-        from lifcore.coding import info
-        mi = info.gain_scaled_information(enc.weights @ cov @ enc.weights.t(), enc.weights @ enc.weights.t(),
-                                          enc.gain_of_current(u), enc.input_noise, enc.output_noise)
-        return Evaluation(-mi.mean() / math.log(2) + 0.3 * (enc.rate_of_current(u).mean(0) - 1).sum(),
-                          enc.rate_of_current(u).mean(0))
+        mi, rate = information(enc.weights)
+        return Evaluation(-mi.mean() / math.log(2) + 0.3 * (rate - 1).sum(), rate)
 
-    # the method's own objective: -I + 0 * h (multipliers at zero) + rho/2 h^2; recompute the expected step on it
-    w = enc.weights
-    u = x @ w.t()
-    from lifcore.coding import info
-    mi = info.gain_scaled_information(w @ cov @ w.t(), w @ w.t(), enc.gain_of_current(u), enc.input_noise,
-                                      enc.output_noise)
-    h = enc.rate_of_current(u).mean(0) - 1.0
-    grad = torch.autograd.grad(-mi.mean() / math.log(2) + 0.3 * h.sum() + 0.5 * (h**2).sum(), w)[0]
-    step = grad @ input_metric(cov, enc.input_noise)
-    step = step - (step * before).sum(1, keepdim=True) / (before * before).sum(1, keepdim=True) * before
-    assert (step * before).sum(1).abs().max() < 1e-10 * step.abs().max()  # tangent
+    # the method's objective: -I + 0.3 sum h + 0 * h (multipliers at zero) + rho/2 h^2
+    mi, rate = information(enc.weights)
+    h = rate - 1.0
+    grad = torch.autograd.grad(-mi.mean() / math.log(2) + 0.3 * h.sum() + 0.5 * (h**2).sum(), enc.weights)[0]
+    assert grad.norm() > 2 * clip  # the clipping acts
+    grad = grad * clip / (grad.norm() + 1e-6)  # torch.nn.utils.clip_grad_norm_ adds 1e-6 to the norm
+
+    def tangent(g):
+        return g - (g * before).sum(1, keepdim=True) / (before * before).sum(1, keepdim=True) * before
+
+    metric = input_metric(cov, enc.input_noise)
+    step = tangent(tangent(grad) @ metric)
+    assert ((tangent(grad) * step).sum() > 0).item()  # a descent direction
     method.step(full)
-    assert torch.allclose(enc.weights.detach(), before - 0.05 * step, rtol=1e-9, atol=1e-12)
+    moved = enc.weights.detach() - before
+    assert torch.allclose(moved, -0.05 * step, rtol=1e-9, atol=1e-14)
+    assert (moved * before).sum(1).abs().max() < 1e-10 * moved.abs().max()  # the code's step is tangent
 
 
 def test_config_refuses_what_cannot_act():
     with pytest.raises(ValueError, match="precondition='whiten' is unknown; allowed: 'none', 'input'"):
         TrainConfig(precondition="whiten")
+    with pytest.raises(ValueError, match="optimizer='adam' rescales every coordinate"):
+        TrainConfig(precondition="input")  # the project's default optimiser is Adam
     with pytest.raises(ValueError, match="precondition='input' acts on free pixels"):
         deck_config(10, precondition="input", filter_shape="dog")
     with pytest.raises(ValueError, match="input_noise=0"):

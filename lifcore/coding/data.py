@@ -303,7 +303,8 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
         pixels = sum(round(im.shape[0] * image_scale) * round(im.shape[1] * image_scale) for im in loaded.values())
         memory.require(3 * 8 * 3 * pixels, f"the images resampled by image_scale={image_scale:g}", "image_scale")
         loaded = {name: resample_image(image, image_scale) for name, image in loaded.items()}
-    if image_noise > 0:  # one generator per image, from the seed and the image's place: the same noise every time
+    if image_noise > 0:  # one generator per image, from the seed and the image's place among the training and
+        #                    held-out images: the same noise every time for the same list (another list, other noise)
         loaded = {name: add_image_noise(image, image_noise, np.random.default_rng([seed, k]))
                   for k, (name, image) in enumerate(loaded.items())}
     small = {name: image.shape[:2] for name, image in loaded.items() if min(image.shape[:2]) < size}
@@ -347,9 +348,11 @@ def deck_entropy_offset_bits(patch_size: int, channels: int = 3) -> float:
 
 
 def entropy_ceiling_bits(patch_size: int, mask: str = "circular", channels: int = 3, deck: bool = True) -> float:
-    """The largest H_X (bits) that patches of unit variance per pixel and colour can have under `mask`:
-    by Hadamard's inequality ``det C <= prod C_ii``, with ``C_ii = mask_i^2`` (each image normalised to unit
-    variance, the deck's ``centering="image"``), reached by white patches::
+    """The largest H_X (bits) that patches whose pixels and colours have a mean variance of at most 1 before the
+    window (each image normalised to unit variance over all its pixels and colours, the deck's
+    ``centering="image"``, and patches cut at uniform places) can have under `mask`: by Hadamard's inequality
+    ``det C <= prod C_ii`` and the means' inequality, ``C_ii = mask_i^2 v_i`` with ``mean v_i <= 1``, reached
+    by white patches of unit variance::
 
         H_X <= sum_i 1/2 log2(2 pi e mask_i^2)       (+ `deck_entropy_offset_bits` when `deck`)
 

@@ -164,8 +164,9 @@ class ConstraintMethod:
         shrink the whole step."""
         if self.clip > 0:
             torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.clip)
-        for preconditioner in self.preconditioners:
-            preconditioner.apply_()
+        for preconditioner in self.preconditioners:  # only in a step that moves its parameter
+            if any(p is preconditioner.weights for p in params):
+                preconditioner.apply_()
 
     def descend(self, name: str, loss: torch.Tensor, params: list[torch.Tensor]) -> None:
         """Zero, backward, clip (over `params`), step the optimiser `name`."""

@@ -1,12 +1,12 @@
 """A filter step preconditioned by the input covariance (issue 32: the deck's model learned from its
 own random start in thousands of steps instead of millions).
 
-Why plain SGD is slow from a random start: the filters see the patches through ``W (x + n_x)``, so
-the information's gradient with respect to a filter is (C_x + s_in^2 I) times something, and
-natural patches' C_x has eigenvalues over many orders of magnitude (their 1/f^2 spectrum). A
-random start's parts along directions of little variance move by the small eigenvalue per step and
-stay as speckle for millions of steps, while the parts along the large ones need a small learning
-rate to be stable.
+Why plain SGD is slow from a random start (a heuristic, not a theorem): the filters see the patches
+through ``W (x + n_x)``, and the information's gradient with respect to a filter is a sum of a term
+in ``W C_x`` and one in ``s_in^2 W`` (the input noise), each times the gains; natural patches' C_x
+has eigenvalues over many orders of magnitude (their 1/f^2 spectrum), so a random start's parts
+along directions of little variance move slowly and stay as speckle for a long time, while the
+parts along the large ones need a small learning rate to be stable.
 
 The preconditioned step is SGD in a whitened parametrisation of the filters::
 
@@ -16,23 +16,27 @@ The network sees the whitened input ``Q (x + n_x)``; a step of SGD on V at rate 
 ``-lr (dL/dV) Q = -lr (dL/dW) P``: every direction of the input at the pace SGD gives the one of
 largest variance. `m` keeps SGD's step there, where SGD's stability is decided, so lr keeps its
 meaning; every other direction moves faster, up to ``m / s_in^2`` times for those the input
-noise swamps (the noise bounds P: they are not blown up without end). Where the filters are
-held at unit norm after every step (the deck's renormalisation), the preconditioned gradient is
-projected on each filter's tangent plane, ``g - (g . w) w / |w|^2``: the renormalisation would
-undo its radial part, and the gradient clipping would count it.
+noise swamps (the noise bounds P: they are not blown up without end).
+
+Where the filters are held at unit norm after every step (the deck's renormalisation, ``tangent=True``),
+the step is ``-lr T (P (T g))`` with ``T g = g - (g . w) w / |w|^2`` each filter's tangent projection:
+the radial part of the gradient, which the renormalisation would discard anyway, is removed before P
+(P would otherwise turn it into a tangent move, along the directions of least variance, that need
+not descend), and the result is projected again, so that a small step descends (``(Tg) P (Tg) >= 0``).
+With it the step is SGD on V on the sphere's tangent plane, not in the whole of V.
 
 What it does on the deck's model (issue 32; the Kyoto thumbnails, the deck's per-neuron Lagrange with the
 recipe's clean gain, nonlinearity and multiplier steps and cosine decay, from the deck's random start, held-out
 information in bits):
 
-* 100 neurons, 2,000 steps at lr 0.001: 38.4 bits against 40.8 from the closed-form lattice start trained as
-  long (94 %) and 21.8 for plain SGD at lr 0.5 (the chapter "The colour model converges" sets the recipe's
-  plain SGD at lr 0.01 beside it); on the thumbnails resampled to the dataset's pixel
-  (``image_scale=2.5``) 31.47 against the lattice's 31.53, both settled (under 1 % over the last quarter).
-  Part of the filters become small centre-surround fields like the lattice's, the rest stay noise
-  (56 % and 65 % by `lifcore.coding.fields.kinds`).
-* 300 neurons on 2.5x-resampled thumbnails, 2,000 steps: 45.9 bits, settled, but 95 % of the filters noise
-  (many small lobes): the information is reached before the fields are.
+* 100 neurons, 2,000 steps at lr 0.001: 42.46 bits against 40.79 from the closed-form lattice start trained as
+  long and 21.8 for plain SGD at lr 0.5 (the chapter "The colour model converges" sets the recipe's plain SGD at
+  lr 0.01 beside it); on the thumbnails resampled to the dataset's pixel (``image_scale=2.5``) 34.27 against
+  the lattice's 31.53 (both within 1 % over the last quarter there). Part of the filters become small
+  centre-surround fields and colour blobs, half or more stay noise (50 % and 73 % by
+  `lifcore.coding.fields.kinds`): the information is reached before the fields are.
+* with the radial part of the gradient left in before P (projected only after it), the same runs end lower
+  (38.4 and 31.5 bits), and at 300 neurons on the resampled thumbnails (45.9 bits) 95 % of the filters are noise.
 * at lr 0.01 the amplified gradient noise of the directions of little variance rotates every filter away
   (median cosine between start and end 0.00 after 200 steps) and the information falls; clipping the
   preconditioned gradient instead of the plain one shrinks every step.
@@ -70,8 +74,9 @@ def whitening_factor(metric: torch.Tensor) -> torch.Tensor:
 
 
 class InputPreconditioner:
-    """Replaces the gradient of `weights` ``[N, D]`` by ``(dL/dW) P`` (then tangent to each row's sphere
-    when `tangent`), in place, after clipping and before the optimiser's step (`ConstraintMethod.clip_`)."""
+    """Replaces the gradient of `weights` ``[N, D]`` by ``(dL/dW) P`` (with `tangent`, ``T((T dL/dW) P)``, T each
+    row's tangent projection), in place, after clipping and before the optimiser's step
+    (`ConstraintMethod.clip_`, in every step whose parameters include `weights`)."""
 
     def __init__(self, weights: torch.nn.Parameter, input_covariance: torch.Tensor, input_noise: float,
                  tangent: bool = True):
@@ -86,7 +91,10 @@ class InputPreconditioner:
         w = self.weights
         if w.grad is None:
             return
-        g = w.grad @ self.metric
-        if self.tangent:
-            g -= (g * w).sum(1, keepdim=True) / (w * w).sum(1, keepdim=True).clamp_min(1e-30) * w
-        w.grad.copy_(g)
+        g = self._tangent(w.grad) if self.tangent else w.grad
+        g = g @ self.metric
+        w.grad.copy_(self._tangent(g) if self.tangent else g)
+
+    def _tangent(self, g: torch.Tensor) -> torch.Tensor:
+        w = self.weights
+        return g - (g * w).sum(1, keepdim=True) / (w * w).sum(1, keepdim=True).clamp_min(1e-30) * w

@@ -185,6 +185,9 @@ class TrainConfig:
         if self.filter_init in ("lattice", "scattered") and self.n_neurons < 2:
             raise ValueError(f"filter_init={self.filter_init!r} draws an ON and an OFF population: it needs n_neurons >= 2; "
                              f"got n_neurons={self.n_neurons}")
+        if self.precondition != "none" and self.optimizer != "sgd":
+            raise ValueError(f"precondition={self.precondition!r} is a step of SGD on whitened inputs; optimizer="
+                             f"{self.optimizer!r} rescales every coordinate after it (use optimizer='sgd')")
         if self.precondition != "none" and self.filter_shape != "pixels":
             raise ValueError(f"precondition={self.precondition!r} acts on free pixels; filter_shape={self.filter_shape!r} "
                              "has none (its filters are drawn from DoG parameters)")
