@@ -246,3 +246,9 @@ def test_the_entropy_ceiling_is_that_of_white_patches():
     x = data.train - data.train.mean(0)
     natural = gaussian_entropy(x.t() @ x / (len(x) - 1)).item() / math.log(2) + deck_entropy_offset_bits(p)
     assert natural < entropy_ceiling_bits(p) - 50
+
+
+def test_numpy_numbers_are_taken_as_meant():
+    image = np.random.default_rng(0).random((4, 6, 3))
+    assert resample_image(image, np.int64(2)).shape == (8, 12, 3)
+    assert resample_image(image, np.float32(1.0)) is image

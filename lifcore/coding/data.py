@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .. import memory
+from ..arguments import real
 
 # scikit-image's natural colour photographs (shipped with the package, read offline).
 TRAIN_IMAGES = ("astronaut", "coffee", "rocket", "motorcycle")
@@ -164,8 +165,7 @@ def resample_image(image: np.ndarray, scale: float) -> np.ndarray:
     ``(i + 1/2) H / H_out - 1/2``: ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)``.
     ``scale=2.5`` takes a Kyoto thumbnail (256 x 200) to the dataset's own size (640 x 500): a pixel of
     the result spans a pixel of the deck's images, with none of the detail finer than the thumbnail's."""
-    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
-        raise ValueError(f"image_scale={scale!r} must be a finite number > 0")
+    scale = real("image_scale", scale)
     if scale == 1:
         return image
     height, width = (max(1, round(n * scale)) for n in image.shape[:2])
@@ -178,8 +178,7 @@ def add_image_noise(image: np.ndarray, noise: float, rng: np.random.Generator) -
     """`image` plus white Gaussian noise of standard deviation ``noise * image.std()`` on every pixel and
     colour: a noise floor under the spectrum (the Kyoto .mat files' cone responses carry detail and noise
     finer than their 2.5x smaller thumbnails keep; issue 32 calibrates it to the deck's H_X)."""
-    if not (isinstance(noise, (int, float)) and not isinstance(noise, bool) and math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"image_noise={noise!r} must be a finite number >= 0")
+    noise = real("image_noise", noise, strict=False)
     if noise == 0:
         return image
     return image + noise * image.std() * rng.standard_normal(image.shape)
@@ -283,8 +282,7 @@ def natural_patches(size: int = 10, n_train: int = 50_000, n_test: int = 10_000,
     `mask` "circular" multiplies every patch by `circular_mask` (the deck's). `image_scale`
     resamples every image first (`resample_image`); `image_noise` then adds white Gaussian noise of
     that standard deviation, in units of each image's own (`add_image_noise`)."""
-    resample_image(np.zeros((1, 1, 3)), image_scale)  # checks the values before any image is read
-    add_image_noise(np.ones((1, 1, 3)), image_noise, np.random.default_rng(0))
+    image_scale, image_noise = real("image_scale", image_scale), real("image_noise", image_noise, strict=False)
     if centering not in CENTERING:
         raise ValueError(f"centering={centering!r} is unknown; allowed: {', '.join(map(repr, CENTERING))}")
     if mask not in MASKS:
